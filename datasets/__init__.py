@@ -1,0 +1,36 @@
+"""Datasets: registry of dataset families and ``build_dataset``.
+
+Families register ``fn(cfg, split, clip_args, transform) -> VideoDataset`` with
+``@DATASETS.register('name')``; ``build_dataset`` picks the train transform for the
+``train`` / ``base`` splits and the test transform otherwise.
+"""
+from utils.registry import Registry
+
+from .base import VideoDataset, VideoRecord  # noqa: F401
+from .collate import BadVideoTracker, video_collate  # noqa: F401
+from .decode import VideoDecodeError, read_clips  # noqa: F401
+from .transforms import build_transform
+
+DATASETS = Registry('dataset')
+
+TRAIN_SPLITS = ('train', 'base')
+
+
+def build_dataset(cfg, split, seed=None):
+    """Build split ``split`` (a key of ``cfg['dataset']['args']``) of ``cfg['dataset']['name']``.
+
+    ``seed`` (default ``cfg['seed']`` or 0) seeds every item's random draws.
+    """
+    dcfg = cfg['dataset']
+    args = dcfg.get('args') or {}
+    if split not in args:
+        raise KeyError(f'dataset.args has no split {split!r} (has: {", ".join(args)})')
+    train = split in TRAIN_SPLITS
+    transform = build_transform(dcfg.get('transform'), train=train)
+    ds = DATASETS.get(dcfg['name'])(cfg, split, args[split], transform)
+    ds.seed = int(seed if seed is not None else cfg.get('seed') or 0)
+    return ds
+
+
+# importing the family modules registers them
+from . import kinetics, ucf101, hmdb51, diving48, something, jester, scenemotion  # noqa: E402,F401

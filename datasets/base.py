@@ -1,0 +1,85 @@
+"""The dataset class every family builds: records in, normalised clip tensors out."""
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from .decode import VideoDecodeError, read_clips
+from .sampling import sparse_transpose
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VideoRecord:
+    """One annotated video: file (or frame folder), label index, video id, ``'video'|'frames'``."""
+    path: str
+    label: int
+    vid: str
+    kind: str = 'video'
+
+
+class VideoDataset(torch.utils.data.Dataset):
+    """Clips of annotated videos (SEMANTICS §2).
+
+    Args:
+        records: list of :class:`VideoRecord`.
+        classes: class names, index = label.
+        clip_args: one ``dataset.args.<split>`` block: ``n_clips``, ``n_frames``, ``fps``
+            (-1 = source rate), optional ``sparse``.
+        transform: ``(uint8 K × T × H × W × 3, generator) -> float K × C × T × H × W``
+            (see :func:`datasets.transforms.build_transform`).
+        train: ``random`` temporal positions if true, else ``uniform``.
+        seed: base seed; item ``i`` of epoch ``e`` draws everything from a generator seeded
+            by ``(seed, e, i)``, so a sample does not depend on the worker that loads it.
+        fps_default: frame rate of frame folders (``kind='frames'``); 12 if ``None``.
+    """
+
+    def __init__(self, records, classes, clip_args, transform, train, seed=0, fps_default=None):
+        self.records = list(records)
+        self.classes = list(classes)
+        self.labels = [r.label for r in self.records]
+        self.n_class = len(self.classes)
+        self.n_clips = int(clip_args.get('n_clips', 1))
+        self.n_frames = int(clip_args['n_frames'])
+        self.fps = clip_args.get('fps', -1)
+        self.sparse = bool(clip_args.get('sparse', False))
+        self.transform = transform
+        self.train = train
+        self.seed = int(seed)
+        self.fps_default = fps_default
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.records)
+
+    def set_epoch(self, epoch):
+        """Called by the engine before each epoch: changes every item's random draws."""
+        self.epoch = int(epoch)
+
+    def generator(self, index):
+        """The item's private generator, seeded from ``(seed, epoch, index)``."""
+        g = torch.Generator()
+        # mix the triple into one 63-bit seed (plain arithmetic: identical in every process)
+        p = 1_000_003
+        g.manual_seed(((self.seed * p + self.epoch) * p + int(index)) % (1 << 63))
+        return g
+
+    def __getitem__(self, i):
+        """Returns ``{'video': K × C × T × H × W, 'label', 'index', 'vid'}`` or, when the
+        video cannot be decoded, ``{'index', 'vid', 'error': '<path>: <reason>'}``.
+        With ``sparse`` the video is ``T × C × K × H × W`` (T clips of K frames)."""
+        r = self.records[i]
+        g = self.generator(i)
+        kw = {} if self.fps_default is None else {'frames_fps': self.fps_default}
+        try:
+            video, _ = read_clips(r.path, self.n_clips, self.n_frames, self.fps,
+                                  'random' if self.train else 'uniform', g, kind=r.kind,
+                                  short_side=getattr(self.transform, 'short_side', None), **kw)
+        except VideoDecodeError as e:
+            log.warning('skipping undecodable video %s', e)
+            return {'index': i, 'vid': r.vid, 'error': str(e)}
+        video = self.transform(video, g)
+        if self.sparse:
+            video = sparse_transpose(video)
+        return {'video': video, 'label': r.label, 'index': i, 'vid': r.vid}

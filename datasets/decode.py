@@ -1,0 +1,208 @@
+"""Clip readers: PyAV for encoded videos, cv2 for ``00001.jpg…`` frame folders.
+
+``read_clips`` opens a container once for all clips of a video, seeks to the keyframe before
+each clip, decodes forward, skips frames before the clip without converting them and converts
+only the frames it keeps. With ``short_side`` the resize is folded into the colour conversion
+(one libswscale call per kept frame, much cheaper than converting at full size and resizing).
+libswscale's bilinear filter widens its support when downscaling (like torchvision's
+``antialias=True``), so the output is close to, but not bit-equal with, torchvision's resize.
+"""
+import os
+
+import av
+import cv2
+import numpy as np
+import torch
+
+from .sampling import clip_indices
+
+FRAMES_FPS = 12.0   # frame rate assumed for SSv1 / Jester frame folders
+SEEK_GAP_S = 1.0    # decode through gaps shorter than this instead of seeking again
+SWS_INTERP = 'BILINEAR'
+
+
+class VideoDecodeError(Exception):
+    """A video that cannot be read; the message is ``'<path>: <reason>'``."""
+
+    def __init__(self, path, reason):
+        super().__init__(f'{path}: {reason}')
+        self.path, self.reason = path, reason
+
+
+def resized_hw(h, w, short_side):
+    """Output ``(h, w)`` of a short-side resize, with torchvision's rounding (long side truncated)."""
+    if short_side is None or min(h, w) == short_side:
+        return h, w
+    if h <= w:
+        return short_side, int(short_side * w / h)
+    return int(short_side * h / w), short_side
+
+
+def read_clips(path, n_clips, n_frames, fps, mode, rng=None, kind='video', short_side=None,
+               frames_fps=FRAMES_FPS, threads=1):
+    """Read ``n_clips`` clips of ``n_frames`` frames (SEMANTICS §2 sampling).
+
+    Args:
+        path: video file (``kind='video'``) or folder of ``00001.jpg…`` (``kind='frames'``).
+        n_clips, n_frames, fps: clip layout; ``fps=-1`` samples at the source rate.
+        mode: ``'random'`` or ``'uniform'`` temporal position.
+        rng: ``torch.Generator`` for ``random`` mode.
+        short_side: if given, frames are resized so their short side is this long.
+        frames_fps: frame rate of a frame folder.
+        threads: decoder threads (1: parallelism comes from DataLoader workers).
+    Returns:
+        ``(video, info)``: uint8 tensor ``K × T × H × W × 3`` (RGB) and a dict with
+        ``src_fps``, ``n_src_frames``, ``duration``, ``indices`` (K lists of source indices).
+    Raises:
+        VideoDecodeError: missing, unreadable, corrupt, zero-length or stream-less input.
+    """
+    if not os.path.exists(path):
+        raise VideoDecodeError(path, 'file not found')
+    if kind == 'frames':
+        return _read_frame_folder(path, n_clips, n_frames, fps, mode, rng, short_side, frames_fps)
+    if kind != 'video':
+        raise ValueError(f"unknown video kind {kind!r} (expected 'video' or 'frames')")
+    if os.path.getsize(path) == 0:
+        raise VideoDecodeError(path, 'zero-length file')
+    try:
+        with av.open(path, metadata_errors='ignore') as container:
+            return _read_container(container, path, n_clips, n_frames, fps, mode, rng,
+                                   short_side, threads)
+    except (av.FFmpegError, OSError, EOFError) as e:
+        raise VideoDecodeError(path, f'{type(e).__name__}: {e}') from e
+
+
+def _stream_info(container, stream, path):
+    """Source frame rate, frame count and duration (s), from metadata or by counting packets."""
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate or rate <= 0:
+        raise VideoDecodeError(path, 'video stream has no frame rate')
+    src_fps = float(rate)
+    duration = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / av.time_base
+    n = stream.frames or (round(duration * src_fps) if duration else 0)
+    if n <= 0:  # no usable metadata: count the packets (demux only, no decoding)
+        n = sum(1 for p in container.demux(stream) if p.size > 0)
+        container.seek(0)
+        if n == 0:
+            raise VideoDecodeError(path, 'video stream has no frames')
+    return src_fps, n, n / src_fps
+
+
+def _read_container(container, path, n_clips, n_frames, fps, mode, rng, short_side, threads):
+    if not container.streams.video:
+        raise VideoDecodeError(path, 'no video stream')
+    stream = container.streams.video[0]
+    stream.thread_count = threads
+    src_fps, n_src, duration = _stream_info(container, stream, path)
+    indices = clip_indices(duration, src_fps, n_src, n_clips, n_frames, fps, mode, rng)
+    h, w = resized_hw(stream.height, stream.width, short_side)
+    if (h, w) == (stream.height, stream.width):
+        def convert(f):
+            return f.to_ndarray(format='rgb24')
+    else:
+        def convert(f):
+            return f.to_ndarray(format='rgb24', width=w, height=h, interpolation=SWS_INTERP)
+    frames = decode_indices(container, stream, sorted({i for c in indices for i in c}),
+                            src_fps, convert, path)
+    video = _gather(frames, indices)
+    return video, {'src_fps': src_fps, 'n_src_frames': n_src, 'duration': duration,
+                   'indices': indices}
+
+
+def _gather(frames, indices):
+    """dict index -> H×W×3 array, K lists of T indices -> uint8 tensor K × T × H × W × 3."""
+    keys = sorted(frames)
+    pos = {k: i for i, k in enumerate(keys)}
+    stack = torch.from_numpy(np.stack([frames[k] for k in keys]))
+    sel = torch.tensor([[pos[i] for i in clip] for clip in indices])
+    return stack[sel]
+
+
+def decode_indices(container, stream, need, src_fps, convert, path='<video>'):
+    """Decode the sorted unique source frame indices ``need``; ``convert(frame)`` only those.
+
+    Seeks (to the keyframe at or before the target) only when the next needed frame is more
+    than ``SEEK_GAP_S`` ahead; indices past the last decodable frame get the last frame
+    (padding). ``convert=None`` decodes without converting (the decode-only benchmark).
+    Returns dict ``index -> convert(frame)``.
+    """
+    tb = float(stream.time_base)
+    t0 = stream.start_time or 0
+    gap = max(1, int(SEEK_GAP_S * src_fps))
+    convert = convert or (lambda f: f)
+    started = [False]
+
+    def index_of(frame, prev):
+        pts = frame.pts if frame.pts is not None else frame.dts
+        return prev + 1 if pts is None else round((pts - t0) * tb * src_fps)
+
+    def frames_from(target):
+        """Yield (index, frame) from the keyframe before ``target`` onward."""
+        if target > 0 or started[0]:
+            container.seek(t0 + int(target / src_fps / tb), backward=True, any_frame=False,
+                           stream=stream)
+        started[0] = True
+        idx = target - 1
+        for frame in container.decode(stream):
+            idx = index_of(frame, idx)
+            if idx > target > 0:  # seek overshot (bad index): rewind and decode from the start
+                container.seek(t0, backward=True, any_frame=False, stream=stream)
+                idx = -1
+                for f in container.decode(stream):
+                    idx = index_of(f, idx)
+                    yield idx, f
+                return
+            target = -1  # check only the first frame after a seek
+            yield idx, frame
+
+    out, j, last, it, pos = {}, 0, None, None, -1
+    while j < len(need):
+        if it is None or need[j] - pos > gap:
+            it = frames_from(need[j])
+        ended = True
+        for idx, frame in it:
+            last, pos = frame, idx
+            if idx < need[j]:
+                continue  # before the clip: decoded but never converted
+            arr = convert(frame)
+            while j < len(need) and need[j] <= idx:
+                out[need[j]] = arr
+                j += 1
+            if j == len(need) or need[j] - idx > gap:
+                ended = False
+                break
+        if ended:  # decoder ran dry: pad with the last frame it gave
+            if last is None:
+                raise VideoDecodeError(path, 'no decodable video frames')
+            arr = convert(last)
+            while j < len(need):
+                out[need[j]] = arr
+                j += 1
+    return out
+
+
+def _read_frame_folder(path, n_clips, n_frames, fps, mode, rng, short_side, frames_fps):
+    if not os.path.isdir(path):
+        raise VideoDecodeError(path, 'not a frame folder')
+    names = sorted(n for n in os.listdir(path) if n.lower().endswith(('.jpg', '.jpeg')))
+    if not names:
+        raise VideoDecodeError(path, 'frame folder has no .jpg frames')
+    n_src = len(names)
+    indices = clip_indices(n_src / frames_fps, frames_fps, n_src, n_clips, n_frames, fps, mode, rng)
+    frames = {}
+    for i in sorted({i for c in indices for i in c}):
+        img = cv2.imread(os.path.join(path, names[i]), cv2.IMREAD_COLOR)
+        if img is None:
+            raise VideoDecodeError(path, f'cannot read frame {names[i]}')
+        h, w = resized_hw(img.shape[0], img.shape[1], short_side)
+        if (h, w) != img.shape[:2]:
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if h < img.shape[0]
+                             else cv2.INTER_LINEAR)
+        frames[i] = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    video = _gather(frames, indices)
+    return video, {'src_fps': frames_fps, 'n_src_frames': n_src, 'duration': n_src / frames_fps,
+                   'indices': indices}

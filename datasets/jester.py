@@ -1,0 +1,25 @@
+"""20BN-Jester v1 (jpg frame folders + csv, 27 classes); registered as ``jester`` and ``jester_fs``.
+
+On-disk layout (root: see :mod:`datasets.paths`)::
+
+    <root>/jester-v1-labels.csv                    one class name per line (class order)
+    <root>/jester-v1-{train,validation}.csv        "<id>;<class name>"
+    <root>/20bn-jester-v1/<id>/00001.jpg ...       (or <root>/<id>/), 12 fps
+
+``jester_fs``: ``novel`` reads the validation set (the authors' protocol), ``base`` the
+training set; class subsets as in :mod:`datasets.fewshot_splits`.
+"""
+from . import DATASETS
+from .something import build_frames
+
+JESTER = ('jester', 'jester-v1', '20bn-jester-v1')
+
+
+@DATASETS.register('jester')
+def jester(cfg, split, clip_args, transform):
+    return build_frames(cfg, split, clip_args, transform, 'jester', *JESTER, fewshot=False)
+
+
+@DATASETS.register('jester_fs')
+def jester_fs(cfg, split, clip_args, transform):
+    return build_frames(cfg, split, clip_args, transform, 'jester_fs', *JESTER, fewshot=True)

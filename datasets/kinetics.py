@@ -1,0 +1,107 @@
+"""Kinetics-400 and Mini-Kinetics-200.
+
+On-disk layout (root: see :mod:`datasets.paths`)::
+
+    <root>/train.csv  validate.csv         label,youtube_id,time_start,time_end,split
+    <root>/label_map.txt                   optional: one class name per line (class order)
+    <root>/train/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4
+    <root>/val/<label>/...                 (``validate/`` also accepted; or no split folder)
+
+A ``<label>`` folder may use the csv name ("air drumming") or underscores ("air_drumming").
+Without ``label_map.txt`` the classes are the sorted labels of ``train.csv``.
+Mini-Kinetics-200: its own ``train.csv`` / ``validate.csv`` / ``label_map.txt`` under the
+``mini_kinetics_200`` root; the videos are those of the Kinetics-400 root.
+"""
+import csv
+
+from . import DATASETS
+from .base import VideoRecord
+from .fewshot_splits import fewshot_view
+from .paths import annotation_phase, finish, first_existing, require_file, resolve_root
+
+EXPECTS = '<root>/train.csv, validate.csv, [label_map.txt], train/<label>/<ytid>_<start>_<end>.mp4, val/...'
+PHASES = {'train': 'train', 'val': 'val', 'validate': 'val', 'validation': 'val', 'test': 'val'}
+CSV_NAMES = {'train': 'train.csv', 'val': 'validate.csv'}
+SPLIT_DIRS = {'train': ('train',), 'val': ('val', 'validate', 'valid', 'validation')}
+
+
+def read_rows(csv_path):
+    """Rows of a Kinetics csv as dicts (label, youtube_id, time_start, time_end, ...)."""
+    with open(csv_path, newline='') as f:
+        rows = list(csv.DictReader(f))
+    if rows and not {'label', 'youtube_id', 'time_start', 'time_end'} <= set(rows[0]):
+        raise ValueError(f'{csv_path}: expected columns label,youtube_id,time_start,time_end,split')
+    return rows
+
+
+def read_classes(ann_dir, train_csv):
+    """Class names: ``label_map.txt`` if present, else the sorted labels of ``train.csv``."""
+    label_map = ann_dir / 'label_map.txt'
+    if label_map.is_file():
+        with open(label_map) as f:
+            return [line.strip() for line in f if line.strip()]
+    return sorted({r['label'] for r in read_rows(train_csv)})
+
+
+def video_name(row):
+    start, end = int(float(row['time_start'])), int(float(row['time_end']))
+    return f"{row['youtube_id']}_{start:06d}_{end:06d}"
+
+
+def parse(ann_dir, video_root, phase):
+    """Parse one official split.
+
+    Args:
+        ann_dir: folder holding the csv files (and ``label_map.txt``).
+        video_root: folder holding ``train/`` and ``val/`` (or the class folders directly).
+        phase: ``'train'`` or ``'val'``.
+    Returns:
+        ``(classes, records)``; rows whose label is not a class are dropped.
+    """
+    csv_path = require_file(ann_dir, CSV_NAMES[phase], 'kinetics', expects=EXPECTS)
+    classes = read_classes(ann_dir, require_file(ann_dir, 'train.csv', 'kinetics', expects=EXPECTS))
+    index = {c: i for i, c in enumerate(classes)}
+    base = first_existing(video_root, SPLIT_DIRS[phase]) or video_root
+    label_dirs = {}
+    records = []
+    for row in read_rows(csv_path):
+        label = row['label']
+        if label not in index:
+            continue
+        if label not in label_dirs:  # csv name, else the underscore spelling if only that exists
+            alt = base / label.replace(' ', '_')
+            label_dirs[label] = alt if not (base / label).is_dir() and alt.is_dir() else base / label
+        vid = video_name(row)
+        records.append(VideoRecord(str(label_dirs[label] / f'{vid}.mp4'), index[label], vid, 'video'))
+    return classes, records
+
+
+def _build(cfg, split, clip_args, transform, name, ann_dirname, fewshot=False):
+    ann_dir = resolve_root(cfg, ann_dirname, expects=EXPECTS)
+    video_root = ann_dir
+    if ann_dirname != 'kinetics_400':
+        # Mini-Kinetics shares the Kinetics-400 videos unless its root holds them itself.
+        if first_existing(ann_dir, SPLIT_DIRS['train']) is None:
+            cfg_k400 = {'dataset': {'root': (cfg.get('dataset') or {}).get('video_root')}}
+            video_root = resolve_root(cfg_k400, 'kinetics_400', expects=EXPECTS)
+    phase = annotation_phase(clip_args, split, PHASES)
+    classes, records = parse(ann_dir, video_root, phase)
+    if fewshot:
+        classes, records = fewshot_view(ann_dirname, classes, records, clip_args, split)
+    return finish(cfg, name, split, records, classes, clip_args, transform)
+
+
+@DATASETS.register('kinetics_400')
+def kinetics_400(cfg, split, clip_args, transform):
+    return _build(cfg, split, clip_args, transform, 'kinetics_400', 'kinetics_400')
+
+
+@DATASETS.register('mini_kinetics_200')
+def mini_kinetics_200(cfg, split, clip_args, transform):
+    return _build(cfg, split, clip_args, transform, 'mini_kinetics_200', 'mini_kinetics_200')
+
+
+@DATASETS.register('kinetics_400_fs')
+def kinetics_400_fs(cfg, split, clip_args, transform):
+    return _build(cfg, split, clip_args, transform, 'kinetics_400_fs', 'kinetics_400', fewshot=True)
+

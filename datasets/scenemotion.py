@@ -1,0 +1,1 @@
+"""SceneMotion generator (placeholder until its module lands)."""

@@ -1,0 +1,190 @@
+"""Video clip transforms (torchvision ``presets.py`` style), random parameters drawn once per clip.
+
+Input: uint8 ``K × T × H × W × 3`` (what :func:`datasets.decode.read_clips` returns).
+Output: float ``K × C × T × H × W``, normalised. Every random parameter (crop box, flip,
+jitter factors and order) is drawn once per clip from the generator passed in, so all frames
+of a clip share them and clips of one video may differ.
+
+Geometry uses ``torchvision.transforms.v2.functional`` on channels-first uint8 views. Colour
+jitter is the expensive part; it runs on the *cropped* clip, in float, channels-last, with
+the semantics of ``torchvision.transforms.v2.ColorJitter`` on a float video (random order of
+the four ops, each clamped to [0, 1], contrast against each frame's mean grey level). Hue is
+done with OpenCV's float RGB<->HSV conversion, which is several times faster than
+torchvision's tensor ``adjust_hue``; ``tests/test_transforms.py`` checks both against the
+library op and ``benchmarks/pipeline.py --ops`` times them.
+"""
+import math
+
+import cv2
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from .decode import resized_hw
+
+GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
+
+
+def _uniform(lo, hi, g):
+    return lo + (hi - lo) * torch.rand((), generator=g, dtype=torch.float64).item()
+
+
+def jitter_params(factors, g):
+    """Draw ColorJitter parameters like torchvision: op order, then b, c, s factors, hue shift.
+
+    Args:
+        factors: ``[brightness, contrast, saturation, hue]`` strengths (0 disables one).
+    Returns:
+        ``(order, values)``: a permutation of ``0..3`` and one value per op (``None`` = off).
+    """
+    order = torch.randperm(4, generator=g).tolist()
+    vals = []
+    for k, f in enumerate(factors):
+        if not f:
+            vals.append(None)
+        elif k == 3:
+            vals.append(_uniform(-f, f, g))
+        else:
+            vals.append(_uniform(max(0.0, 1 - f), 1 + f, g))
+    return order, vals
+
+
+def _hue_cv2(x, shift):
+    """Hue rotation of a float channels-last clip ``T × H × W × 3`` in [0, 1], in place."""
+    t, h, w, _ = x.shape
+    assert x.is_contiguous(), 'hue works in place on a contiguous clip'
+    img = x.numpy().reshape(t * h, w, 3)  # cv2 works per pixel: one call for the whole clip
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)  # float: H in degrees [0, 360)
+    hch = hsv[..., 0]
+    hch += shift * 360.0
+    hch %= 360.0
+    cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=img)
+    return x
+
+
+def color_jitter_(x, order, vals):
+    """Apply jitter ops in ``order`` to a float channels-last clip ``T × H × W × 3`` in place."""
+    gray_w = torch.tensor(GRAY, dtype=x.dtype)
+    for k in order:
+        v = vals[k]
+        if v is None:
+            continue
+        if k == 0:    # brightness: blend with black
+            x.mul_(v).clamp_(0, 1)
+        elif k == 1:  # contrast: blend with each frame's mean grey level
+            mean = (x @ gray_w).mean(dim=(1, 2)).view(-1, 1, 1, 1)
+            x.mul_(v).add_(mean, alpha=1 - v).clamp_(0, 1)
+        elif k == 2:  # saturation: blend with the pixel's grey level
+            gray = (x @ gray_w).unsqueeze(-1)
+            x.mul_(v).add_(gray, alpha=1 - v).clamp_(0, 1)
+        else:
+            _hue_cv2(x, v)
+    return x
+
+
+def library_color_jitter(x, order, vals):
+    """Reference: the same ops with torchvision v2 functionals on a float ``T × C × H × W`` clip."""
+    ops = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+    for k in order:
+        if vals[k] is not None:
+            x = ops[k](x, vals[k])
+    return x
+
+
+def rrc_params(h, w, scale, ratio, g):
+    """RandomResizedCrop box ``(top, left, height, width)`` drawn like torchvision, from ``g``."""
+    area = h * w
+    log_r = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * _uniform(scale[0], scale[1], g)
+        aspect = math.exp(_uniform(log_r[0], log_r[1], g))
+        cw, ch = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < cw <= w and 0 < ch <= h:
+            top = int(torch.randint(0, h - ch + 1, (1,), generator=g))
+            left = int(torch.randint(0, w - cw + 1, (1,), generator=g))
+            return top, left, ch, cw
+    in_ratio = w / h  # fallback: centre crop at the nearest allowed ratio
+    if in_ratio < min(ratio):
+        cw, ch = w, round(w / min(ratio))
+    elif in_ratio > max(ratio):
+        ch, cw = h, round(h * max(ratio))
+    else:
+        cw, ch = w, h
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+class VideoTransform:
+    """Callable ``(video uint8 K × T × H × W × 3, generator) -> float K × C × T × H × W``.
+
+    Attribute ``short_side``: the short side the decoder may resize to while converting
+    colours (``None`` when the transform must see full-resolution frames).
+    """
+
+    def __init__(self, *, resize=None, crop=None, hflip=False, color_jitter=None,
+                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), rnd_scale=None,
+                 rnd_ratio=None, train=True):
+        self.resize, self.crop, self.train = resize, crop, train
+        self.hflip = bool(hflip) and train
+        jit = list(color_jitter) if (train and color_jitter) else None
+        self.jitter = jit if jit and any(jit) else None
+        self.rrc = train and (rnd_scale is not None or rnd_ratio is not None)
+        self.scale = tuple(rnd_scale or (0.08, 1.0))
+        self.ratio = tuple(rnd_ratio or (3 / 4, 4 / 3))
+        self.mean = torch.tensor(mean, dtype=torch.float32)
+        self.inv_std = 1.0 / torch.tensor(std, dtype=torch.float32)
+        self.short_side = None if self.rrc else resize
+
+    def __call__(self, video, g=None):
+        return torch.stack([self.clip(c, g) for c in video])
+
+    def clip(self, x, g=None):
+        """One clip: uint8 ``T × H × W × 3`` -> float ``C × T × H × W``."""
+        x = self._geometry(x, g)
+        flip = self.hflip and torch.rand((), generator=g).item() < 0.5
+        if flip:
+            x = x.flip(2)
+        # contiguous channels-last float copy: jitter and normalisation work in place
+        x = x.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
+        if self.jitter:
+            order, vals = jitter_params(self.jitter, g)
+            color_jitter_(x, order, vals)
+        x.sub_(self.mean).mul_(self.inv_std)
+        return x.permute(3, 0, 1, 2)
+
+    def _geometry(self, x, g):
+        """Resize + crop (random or centre), or random-resized-crop; uint8 ``T × h × w × 3``."""
+        cf = x.permute(0, 3, 1, 2)  # T × C × H × W view for torchvision
+        h, w = cf.shape[-2:]
+        if self.rrc:
+            top, left, ch, cw = rrc_params(h, w, self.scale, self.ratio, g)
+            size = [self.crop, self.crop] if self.crop else [ch, cw]
+            cf = TF.resized_crop(cf, top, left, ch, cw, size, antialias=True)
+            return cf.permute(0, 2, 3, 1)
+        if self.resize and min(h, w) != self.resize:
+            cf = TF.resize(cf, list(resized_hw(h, w, self.resize)), antialias=True)
+            h, w = cf.shape[-2:]
+        if self.crop:
+            if self.train:
+                top = int(torch.randint(0, h - self.crop + 1, (1,), generator=g))
+                left = int(torch.randint(0, w - self.crop + 1, (1,), generator=g))
+                cf = TF.crop(cf, top, left, self.crop, self.crop)
+            else:
+                cf = TF.center_crop(cf, [self.crop, self.crop])
+        return cf.permute(0, 2, 3, 1)
+
+
+def build_transform(tcfg, train):
+    """Build the train or test transform from a ``dataset.transform`` config block.
+
+    Train: resize short side, random crop (or random-resized-crop with ``rnd_scale`` /
+    ``rnd_ratio``), horizontal flip, colour jitter, normalise. Test: resize + centre crop.
+    """
+    tcfg = tcfg or {}
+    norm = tcfg.get('normalize') or {}
+    resize = tcfg.get('resize')
+    if not train and resize is None and tcfg.get('crop'):
+        resize = tcfg['crop']  # test with random-resized-crop training: resize to the crop
+    return VideoTransform(
+        resize=resize, crop=tcfg.get('crop'), hflip=tcfg.get('hflip', False),
+        color_jitter=tcfg.get('color_jitter'), mean=norm.get('mean', (0.485, 0.456, 0.406)),
+        std=norm.get('std', (0.229, 0.224, 0.225)), rnd_scale=tcfg.get('rnd_scale'),
+        rnd_ratio=tcfg.get('rnd_ratio'), train=train)

@@ -1,0 +1,181 @@
+"""Adversarial attacks on the spatial model (SEMANTICS §4), behind the ``ATTACKS`` registry.
+
+Every attack is called as ``attack(model, x, y) -> x_adv`` with ``x`` a normalised batch
+``B × K × C × T × H × W`` and ``y`` the (pseudo-)labels ``B``; it maximises
+``CE(model(x_adv), y)``. ``eps``/``alpha`` are in [0, 1] pixel units: the step is divided by
+``scale`` (the normalisation std, one value per colour channel, laid along tensor dim ``dim``)
+so that it has the intended size before normalisation.
+
+Only input gradients are computed (``torch.autograd.grad`` w.r.t. the perturbation): no weight
+``.grad`` is touched and autograd skips the weight-gradient kernels. The model runs in eval mode
+during the attack (its BN statistics must not move) and in fp32 (autocast off), and every
+module's mode is restored afterwards.
+
+The ``SP`` variants keep one perturbation per position of the dims in ``cp_dim`` (size 1 there,
+e.g. time), so all frames of a clip receive the same perturbation: a static, appearance-only
+attack.
+"""
+import contextlib
+
+import torch
+from torch.nn import functional as F
+
+from utils.registry import Registry
+
+ATTACKS = Registry('adversary')
+
+
+def build_attack(name, **kwargs):
+    """``build_attack('FGSM', eps=0.03, iters=5, ...)`` from a config's ``adversary`` block."""
+    return ATTACKS.get(name)(**kwargs)
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """Put every module of ``model`` in eval mode; restore each module's own flag on exit
+    (``model.train()`` would undo e.g. frozen BatchNorm layers)."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def _logits(out):
+    return out['pred'] if isinstance(out, dict) else out
+
+
+class _Attack:
+    """Shared machinery: scale broadcasting, perturbation shape, input gradients."""
+
+    def __init__(self, eps, iters, scale=None, dim=None, cp_dim=None):
+        if eps < 0 or iters < 1:
+            raise ValueError(f'need eps >= 0 and iters >= 1, got eps={eps}, iters={iters}')
+        self.eps, self.iters = float(eps), int(iters)
+        self.scale = None if scale is None else [float(s) for s in scale]
+        self.dim = dim
+        self.cp_dim = () if cp_dim is None else tuple([cp_dim] if isinstance(cp_dim, int) else cp_dim)
+
+    def __repr__(self):
+        args = ', '.join(f'{k}={v}' for k, v in vars(self).items())
+        return f'{type(self).__name__}({args})'
+
+    def _scale(self, x):
+        """The std as a tensor broadcastable to ``x`` (size C along ``dim``), or 1."""
+        if self.scale is None:
+            return torch.ones((), device=x.device)
+        if self.dim is None:
+            if len(set(self.scale)) != 1:
+                raise ValueError('a per-channel scale needs dim (the channel dim of the input)')
+            return torch.tensor(self.scale[0], device=x.device)
+        if x.shape[self.dim] != len(self.scale):
+            raise ValueError(f'scale has {len(self.scale)} values but input dim {self.dim} '
+                             f'has size {x.shape[self.dim]}')
+        shape = [1] * x.dim()
+        shape[self.dim] = len(self.scale)
+        return torch.tensor(self.scale, device=x.device).view(shape)
+
+    def _delta_shape(self, x):
+        return [1 if d in self.cp_dim or d - x.dim() in self.cp_dim else n
+                for d, n in enumerate(x.shape)]
+
+    @staticmethod
+    def _grad(model, x, delta, y):
+        """∇_delta CE(model(x + delta), y); delta broadcasts over x (shared along cp_dim)."""
+        delta = delta.detach().requires_grad_(True)
+        loss = F.cross_entropy(_logits(model(x + delta)).float(), y, reduction='sum')
+        return torch.autograd.grad(loss, delta)[0]
+
+    def __call__(self, model, x, y):
+        """x: ``B × K × C × T × H × W``, y: ``B`` -> ``x_adv`` (same shape, detached, fp32)."""
+        device_type = x.device.type
+        x = x.detach().float()
+        with eval_mode(model), torch.autocast(device_type, enabled=False), torch.enable_grad():
+            delta = self.run(model, x, y, self._scale(x))
+        return (x + delta).detach()
+
+    def run(self, model, x, y, scale):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@ATTACKS.register('FGSM')
+class FGSM(_Attack):
+    """Iterative fast gradient sign method with optional momentum, no projection.
+
+    ``iters`` steps of size ``eps / iters``: each pixel moves by at most ``eps / std_c``.
+
+    Args:
+        eps: total L∞ budget in pixel units.
+        iters: number of sign steps.
+        momentum: ``g ← g + momentum · g_prev`` (``g_prev`` is the accumulated gradient).
+        scale: per-channel normalisation std, along tensor dim ``dim``.
+        cp_dim: dims along which the perturbation is shared (see ``SPFGSM``).
+    """
+
+    def __init__(self, eps, iters=1, momentum=0.0, scale=None, dim=None, cp_dim=None):
+        super().__init__(eps, iters, scale, dim, cp_dim)
+        self.momentum = float(momentum)
+
+    def run(self, model, x, y, scale):
+        delta = torch.zeros(self._delta_shape(x), device=x.device)
+        step = self.eps / self.iters
+        g_prev = None
+        for _ in range(self.iters):
+            g = self._grad(model, x, delta, y)
+            if self.momentum and g_prev is not None:
+                g = g + self.momentum * g_prev
+            g_prev = g
+            delta = delta + step * g.sign() / scale
+        return delta
+
+
+@ATTACKS.register('PGD')
+class PGD(_Attack):
+    """Projected gradient descent (Madry et al.) in the L∞ ball ``x ± eps / std_c``.
+
+    Args:
+        eps: L∞ radius in pixel units.
+        alpha: step size in pixel units.
+        iters: number of steps.
+        rand_start: start from a uniform random point of the ball.
+        scale, dim, cp_dim: as in :class:`FGSM`.
+        generator: optional ``torch.Generator`` for the random start (same device as x).
+    """
+
+    def __init__(self, eps, alpha, iters, rand_start=True, scale=None, dim=None, cp_dim=None,
+                 generator=None):
+        super().__init__(eps, iters, scale, dim, cp_dim)
+        self.alpha, self.rand_start, self.generator = float(alpha), bool(rand_start), generator
+
+    def run(self, model, x, y, scale):
+        bound = self.eps / scale
+        shape = self._delta_shape(x)
+        if self.rand_start:
+            u = torch.rand(shape, device=x.device, generator=self.generator)
+            delta = (2 * u - 1) * bound
+        else:
+            delta = torch.zeros(shape, device=x.device)
+        for _ in range(self.iters):
+            g = self._grad(model, x, delta, y)
+            delta = delta + self.alpha * g.sign() / scale
+            delta = torch.maximum(torch.minimum(delta, bound), -bound)
+        return delta
+
+
+@ATTACKS.register('SPFGSM')
+class SPFGSM(FGSM):
+    """:class:`FGSM` with one perturbation shared along ``cp_dim`` (default: time, dim 3)."""
+
+    def __init__(self, eps, iters=1, momentum=0.0, scale=None, dim=None, cp_dim=(3,)):
+        super().__init__(eps, iters, momentum, scale, dim, cp_dim)
+
+
+@ATTACKS.register('SPPGD')
+class SPPGD(PGD):
+    """:class:`PGD` with one perturbation shared along ``cp_dim`` (default: time, dim 3)."""
+
+    def __init__(self, eps, alpha, iters, rand_start=True, scale=None, dim=None, cp_dim=(3,),
+                 generator=None):
+        super().__init__(eps, alpha, iters, rand_start, scale, dim, cp_dim, generator)

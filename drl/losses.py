@@ -1,0 +1,77 @@
+"""Distillation losses of DRL, registered in the shared criterion registry.
+
+``utils.optim.CRITERIA`` already holds every ``torch.nn`` loss by class name
+(``CrossEntropyLoss``, ``MSELoss``, ...); importing this module adds ``KDLoss`` and ``JSDLoss``,
+so a config's ``criterion.name`` can name either and ``build_criterion`` resolves both. Every loss here takes logits ``B × n`` (input, target) and
+returns a scalar (batch mean) unless ``reduction='none'`` (a ``B`` vector).
+"""
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from utils.optim import CRITERIA
+
+
+def _reduce(per_sample, reduction):
+    if reduction == 'mean':
+        return per_sample.mean()
+    if reduction == 'sum':
+        return per_sample.sum()
+    if reduction == 'none':
+        return per_sample
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+@CRITERIA.register('KDLoss')
+class KDLoss(nn.Module):
+    """Knowledge distillation: ``T² · KL(softmax(target/T) ‖ softmax(input/T))``.
+
+    ``input`` is the student (its gradient is what we want), ``target`` the teacher; detach the
+    target yourself when the teacher must not learn from this loss.
+
+    Args:
+        T: softmax temperature (1 in every config).
+        reduction: ``mean`` over the batch (default), ``sum`` or ``none``.
+    """
+
+    def __init__(self, T=1.0, reduction='mean'):
+        super().__init__()
+        self.T, self.reduction = float(T), reduction
+
+    def forward(self, input, target):
+        """input, target: ``B × n`` logits -> scalar (or ``B`` with ``reduction='none'``)."""
+        log_q = F.log_softmax(input.float() / self.T, dim=-1)
+        log_p = F.log_softmax(target.float() / self.T, dim=-1)
+        kl = (log_p.exp() * (log_p - log_q)).sum(-1)
+        return _reduce(kl * self.T ** 2, self.reduction)
+
+
+@CRITERIA.register('JSDLoss')
+class JSDLoss(nn.Module):
+    """Jensen-Shannon divergence ``½ KL(p ‖ m) + ½ KL(q ‖ m)``, ``m = (p + q) / 2``, in nats,
+    between ``p = softmax(input/T)`` and ``q = softmax(target/T)`` (symmetric, ≤ log 2)."""
+
+    def __init__(self, T=1.0, reduction='mean'):
+        super().__init__()
+        self.T, self.reduction = float(T), reduction
+
+    def forward(self, input, target):
+        """input, target: ``B × n`` logits -> scalar (or ``B`` with ``reduction='none'``)."""
+        log_p = F.log_softmax(input.float() / self.T, dim=-1)
+        log_q = F.log_softmax(target.float() / self.T, dim=-1)
+        # log m computed in log space: log((e^a + e^b)/2).
+        log_m = torch.logsumexp(torch.stack([log_p, log_q]), dim=0) - math.log(2.0)
+        kl_pm = (log_p.exp() * (log_p - log_m)).sum(-1)
+        kl_qm = (log_q.exp() * (log_q - log_m)).sum(-1)
+        return _reduce(0.5 * (kl_pm + kl_qm), self.reduction)
+
+
+def build_criterion(name, **kwargs):
+    """Build a loss by name (``KDLoss``, ``JSDLoss`` or any ``torch.nn`` loss class).
+
+    Raises:
+        KeyError: unknown name, listing close matches.
+    """
+    return CRITERIA.get(name)(**kwargs)

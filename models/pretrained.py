@@ -1,0 +1,76 @@
+"""ImageNet weights for torchvision ResNets, found on disk (never downloaded at run time).
+
+The file is looked up under its standard torchvision name (the basename of the weights
+enum's URL, e.g. ``resnet18-f37072fd.pth``) in, in order:
+
+1. ``pretrained_path`` (model arg): a file, or a folder holding the file;
+2. ``$DRL_PRETRAINED_DIR``;
+3. ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``, where torchvision
+   itself caches downloads).
+"""
+import os
+
+import torch
+import torch.hub
+from torchvision.models import get_model_weights
+
+# The published code used torchvision's `pretrained=True`, i.e. the first ImageNet weights.
+WEIGHTS_TAG = 'IMAGENET1K_V1'
+
+
+def weights_url(arch):
+    """Download URL of the ImageNet weights of torchvision model ``arch``."""
+    return get_model_weights(arch)[WEIGHTS_TAG].url
+
+
+def candidate_paths(arch, pretrained_path=None):
+    """Paths where the weights file of ``arch`` is looked for, in search order."""
+    name = os.path.basename(weights_url(arch))
+    paths = []
+    if pretrained_path:
+        p = os.path.expanduser(str(pretrained_path))
+        # A file (any name) is used as is; anything else is taken as a folder.
+        is_file = os.path.isfile(p) or p.endswith(('.pth', '.pt'))
+        paths.append(p if is_file else os.path.join(p, name))
+    env_dir = os.environ.get('DRL_PRETRAINED_DIR')
+    if env_dir:
+        paths.append(os.path.join(os.path.expanduser(env_dir), name))
+    paths.append(os.path.join(torch.hub.get_dir(), 'checkpoints', name))
+    return paths
+
+
+def find_weights(arch, pretrained_path=None):
+    """Return the first existing weights file of ``arch``.
+
+    Raises:
+        FileNotFoundError: one line naming the file, the folders searched and its URL.
+    """
+    paths = candidate_paths(arch, pretrained_path)
+    for p in paths:
+        if os.path.isfile(p):
+            return p
+    url = weights_url(arch)
+    raise FileNotFoundError(
+        f'ImageNet weights for {arch} not found: put {os.path.basename(url)} (download it from '
+        f'{url} on a machine with internet) at one of: {", ".join(paths)} '
+        f'(or set DRL_PRETRAINED_DIR or model.args.pretrained_path)')
+
+
+def load_imagenet_weights(module, arch, pretrained_path=None, skip_prefixes=('fc.',)):
+    """Load torchvision ImageNet weights of ``arch`` into ``module`` (same key names).
+
+    The ImageNet classifier (``fc.*``) is dropped; every other key must match exactly, and the
+    only keys of ``module`` left untouched must be its ``head.*`` classifier.
+
+    Returns:
+        the path that was loaded.
+    """
+    path = find_weights(arch, pretrained_path)
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith(tuple(skip_prefixes))}
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith('head.')]
+    if missing or unexpected:
+        raise RuntimeError(f'{path} does not fit {arch}: missing keys {missing[:5]}, '
+                           f'unexpected keys {unexpected[:5]}')
+    return path

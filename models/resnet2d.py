@@ -1,0 +1,91 @@
+"""Frame-wise 2D ResNet (torchvision) video model: every frame is encoded on its own and the
+pooled frame features are averaged over time.
+
+The trunk modules keep torchvision's names (``conv1``, ``bn1``, ``layer1``..``layer4``), so
+ImageNet checkpoints load key for key; torchvision's ``fc`` becomes the shared ``head``.
+"""
+import torch
+import torchvision
+from torch import nn
+
+from . import MODELS
+from .head import VideoModel
+from .pretrained import load_imagenet_weights
+
+ARCHS = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50_32x4d',
+         'resnext101_32x8d', 'wide_resnet50_2', 'wide_resnet101_2')
+
+
+def resolve_arch(arch=None, model_depth=None):
+    """torchvision architecture name from ``arch`` or ``model_depth`` (they must agree)."""
+    if arch is None and model_depth is None:
+        raise ValueError('give the 2D ResNet as arch (e.g. resnet18) or model_depth (18/34/50/101/152)')
+    from_depth = f'resnet{model_depth}' if model_depth is not None else None
+    if arch is not None and from_depth is not None and arch != from_depth:
+        raise ValueError(f'arch {arch!r} disagrees with model_depth {model_depth}')
+    arch = arch or from_depth
+    if arch not in ARCHS:
+        raise ValueError(f'unsupported 2D arch {arch!r}; expected one of {ARCHS}')
+    return arch
+
+
+def _only_in(t, memory_format):
+    """True if ``t`` is laid out in ``memory_format`` and not in the default one."""
+    return t.is_contiguous(memory_format=memory_format) and not t.is_contiguous()
+
+
+class ResNet2D(VideoModel):
+    """torchvision ResNet applied to each frame; features averaged over frames.
+
+    Stage outputs for ``ret_feat`` (``conv1`` = stem after ReLU, before max-pool;
+    ``conv2``..``conv5`` = stages 1-4) are arranged per frame: ``N × T × C' × H' × W'``.
+    Inputs in ``torch.channels_last_3d`` memory format are folded into channels-last frames
+    without a copy; a model converted with ``.to(memory_format=torch.channels_last)`` also
+    runs its convolutions channels-last.
+    """
+
+    def __init__(self, n_class=400, model_depth=None, arch=None, pretrained=False,
+                 pretrained_path=None, dropout=0.0, ret_feat=(), consensus='avg'):
+        arch = resolve_arch(arch, model_depth)
+        net = torchvision.models.get_model(arch, weights=None)
+        super().__init__(net.fc.in_features, n_class, dropout, consensus, ret_feat)
+        self.arch = arch
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        if pretrained:
+            load_imagenet_weights(self, arch, pretrained_path)
+
+    def _frames(self, x):
+        """Clips ``N × C × T × H × W`` → frames ``(N·T) × C × H × W``."""
+        n, c, t, h, w = x.shape
+        if _only_in(x, torch.channels_last_3d) or _only_in(self.conv1.weight, torch.channels_last):
+            # N,T,H,W,C memory order: a free view for channels_last_3d input.
+            return x.permute(0, 2, 3, 4, 1).reshape(n * t, h, w, c).permute(0, 3, 1, 2)
+        return x.transpose(1, 2).reshape(n * t, c, h, w)
+
+    def _trunk(self, x, t, feats):
+        """Frames ``(N·T) × C × H × W`` → last stage map; stores requested stage outputs."""
+        x = self.relu(self.bn1(self.conv1(x)))
+        self._keep(feats, 'conv1', x.unflatten(0, (-1, t)))
+        x = self.maxpool(x)
+        for i, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4)):
+            x = layer(x)
+            self._keep(feats, f'conv{i + 2}', x.unflatten(0, (-1, t)))
+        return x
+
+    def forward_features(self, x, feats=None):
+        """Clips ``N × C × T × H × W`` → frame-averaged pooled features ``N × D``."""
+        t = x.shape[2]
+        x = self._trunk(self._frames(x), t, feats)
+        return x.mean((2, 3)).unflatten(0, (-1, t)).mean(1)
+
+
+@MODELS.register('resnet2d')
+def resnet2d(n_class=400, model_depth=None, arch=None, pretrained=False, pretrained_path=None,
+             dropout=0.0, ret_feat=(), consensus='avg'):
+    """Frame-wise torchvision ResNet (``model_depth`` 18/34/50/101/152 or ``arch``)."""
+    if model_depth is None and arch is None:
+        model_depth = 18
+    return ResNet2D(n_class=n_class, model_depth=model_depth, arch=arch, pretrained=pretrained,
+                    pretrained_path=pretrained_path, dropout=dropout, ret_feat=ret_feat,
+                    consensus=consensus)

@@ -1,0 +1,7 @@
+"""Tests run from the repository root with it on sys.path (entry scripts import utils, models, ...)."""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)

@@ -1,0 +1,161 @@
+"""Check a dataset on disk against its annotations: annotated, found, missing, undecodable.
+
+    python tools/check_dataset.py configs/k400/res3d18.yaml [key=value ...] [-j 8]
+
+For every split of ``dataset.args`` the dataset is built exactly as training builds it (same
+roots, same annotation parsing); every video found is then opened with the training reader
+and decoded in full in parallel worker processes (``--quick``: only the training reader).
+Prints a table and the problem files; exits 1 when anything is missing or undecodable,
+2 on a config error.
+"""
+import argparse
+import logging
+import multiprocessing as mp
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import av  # noqa: E402
+import cv2  # noqa: E402
+
+from datasets import build_dataset  # noqa: E402
+from datasets.decode import VideoDecodeError, read_clips  # noqa: E402
+from utils.config import ConfigError, load_config  # noqa: E402
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('config', help='dataset config, e.g. configs/k400/res3d18.yaml')
+    p.add_argument('overrides', nargs='*', help='key=value config overrides, e.g. dataset.root=/data/k400')
+    p.add_argument('-j', '--workers', type=int, default=os.cpu_count() or 1,
+                   help='decoding processes (default: all cores)')
+    p.add_argument('--splits', nargs='+', help='only these splits (default: all in dataset.args)')
+    p.add_argument('--quick', action='store_true',
+                   help='only read one clip with the training reader instead of decoding every frame')
+    p.add_argument('--show', type=int, default=50,
+                   help='problem files printed per split and kind (-1: all; --out writes all)')
+    p.add_argument('--out', help='write every problem file, one "<split>\\t<kind>\\t<path: reason>" per line')
+    return p
+
+
+def decode_all(path, kind):
+    """Decode every frame (video) or read every jpg (frame folder); raise on any failure."""
+    if kind == 'frames':
+        names = sorted(n for n in os.listdir(path) if n.lower().endswith(('.jpg', '.jpeg', '.png')))
+        if not names:
+            raise VideoDecodeError(path, 'empty frame folder')
+        for n in names:
+            if cv2.imread(os.path.join(path, n)) is None:
+                raise VideoDecodeError(path, f'cannot read frame {n}')
+        return
+    try:
+        with av.open(path, metadata_errors='ignore') as c:
+            if not c.streams.video:
+                raise VideoDecodeError(path, 'no video stream')
+            n = sum(1 for _ in c.decode(c.streams.video[0]))
+    except (av.FFmpegError, OSError, EOFError) as e:
+        raise VideoDecodeError(path, f'{type(e).__name__}: {e}') from e
+    if n == 0:
+        raise VideoDecodeError(path, 'no decodable frame')
+
+
+def check_one(item):
+    """Worker: ``(path, kind, quick) -> (path, None | 'path: reason')``."""
+    path, kind, quick = item
+    try:
+        read_clips(path, 1, 2, -1, 'uniform', kind=kind)  # what training does first
+        if not quick:
+            decode_all(path, kind)
+    except VideoDecodeError as e:
+        return path, str(e)
+    return path, None
+
+
+def _init_worker():
+    cv2.setNumThreads(1)
+    import torch
+    torch.set_num_threads(1)
+
+
+def decode_paths(items, workers):
+    """``{path: error or None}`` for ``[(path, kind, quick)]``, in parallel with a progress bar."""
+    from tqdm import tqdm
+
+    out = {}
+    if not items:
+        return out
+    bar = tqdm(total=len(items), desc='decoding', unit='video', file=sys.stderr)
+    if workers <= 1:
+        _init_worker()
+        results = map(check_one, items)
+        for path, err in results:
+            out[path] = err
+            bar.update()
+    else:
+        with mp.get_context('spawn').Pool(workers, initializer=_init_worker) as pool:
+            for path, err in pool.imap_unordered(check_one, items, chunksize=4):
+                out[path] = err
+                bar.update()
+    bar.close()
+    return out
+
+
+def check_split(cfg, split, checked, args):
+    """Build one split and decode its files not checked yet. Returns the report row."""
+    try:
+        ds = build_dataset(cfg, split)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        return {'split': split, 'error': str(e)}
+    todo = [(r.path, r.kind, args.quick) for r in ds.records if r.path not in checked]
+    checked.update(decode_paths(todo, args.workers))
+    bad = [checked[r.path] for r in ds.records if checked[r.path]]
+    missing = list(getattr(ds, 'missing', []))
+    return {'split': split, 'annotated': getattr(ds, 'n_annotated', len(ds) + len(missing)),
+            'found': len(ds), 'missing': missing, 'undecodable': bad}
+
+
+def print_report(rows, show, out=sys.stdout):
+    """Print the table, then the problem files of each split."""
+    print(f"{'split':<12}{'annotated':>11}{'found':>9}{'missing':>9}{'undecodable':>13}", file=out)
+    for r in rows:
+        if 'error' in r:
+            print(f"{r['split']:<12}  ERROR: {r['error']}", file=out)
+        else:
+            print(f"{r['split']:<12}{r['annotated']:>11}{r['found']:>9}{len(r['missing']):>9}"
+                  f"{len(r['undecodable']):>13}", file=out)
+    for r in rows:
+        for kind in ('missing', 'undecodable'):
+            files = r.get(kind) or []
+            if files:
+                print(f"\n{r['split']}: {len(files)} {kind}:", file=out)
+                for f in files if show < 0 else files[:show]:
+                    print(f'  {f}', file=out)
+                if 0 <= show < len(files):
+                    print(f'  ... and {len(files) - show} more (--show -1 or --out FILE)', file=out)
+
+
+def main(args):
+    logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    splits = args.splits or list((cfg['dataset'].get('args') or {}))
+    checked, rows = {}, []
+    for split in splits:
+        rows.append(check_split(cfg, split, checked, args))
+    print_report(rows, args.show)
+    if args.out:
+        with open(args.out, 'w') as f:
+            for r in rows:
+                for kind in ('missing', 'undecodable'):
+                    f.writelines(f"{r['split']}\t{kind}\t{p}\n" for p in r.get(kind) or [])
+    bad = any('error' in r or r['missing'] or r['undecodable'] for r in rows)
+    print('\nproblems found' if bad else '\nall videos found and decodable')
+    return 1 if bad else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(get_args_parser().parse_args()))

@@ -1,0 +1,87 @@
+"""Builders shared by the entry scripts: data loaders and device-ready (DDP-wrapped) models."""
+import logging
+import os
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from .checkpoint import load_pretrained
+
+log = logging.getLogger('drl')
+
+
+class ShardSampler(Sampler):
+    """Rank ``r`` of ``w`` takes indices ``r, r+w, ...``: no padding, so no sample counts twice."""
+
+    def __init__(self, n, rank, world_size):
+        self.indices = list(range(rank, n, world_size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+
+def default_workers(cfg, args):
+    if args is not None and args.workers is not None:
+        return args.workers
+    n = cfg['dataset'].get('num_workers')
+    return n if n is not None else min(4, os.cpu_count() or 1)
+
+
+def build_loader(dataset, cfg, ctx, train, workers=0, batch_size=None):
+    """DataLoader over ``dataset`` for this rank.
+
+    ``dataset.batch_size`` in the config is the *global* batch; each of the ``W`` processes
+    loads ``batch_size // W`` videos. Training always uses a :class:`DistributedSampler` (also
+    with one process) so the global order depends only on the seed, not on the process count.
+    """
+    from datasets.collate import video_collate
+    world, rank = ctx.dist.world_size, ctx.dist.rank
+    batch = batch_size or cfg['dataset']['batch_size']
+    if batch % world:
+        raise ValueError(f'dataset.batch_size={batch} is not divisible by the {world} processes')
+    per_rank = max(1, batch // world)
+    if train:
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=ctx.seed)
+    else:
+        sampler = ShardSampler(len(dataset), rank, world)
+    return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=workers,
+                      collate_fn=video_collate, pin_memory=ctx.device.type == 'cuda',
+                      drop_last=False, persistent_workers=False)
+
+
+def to_memory_format(model):
+    """channels-last for 2D convolutions and channels-last-3d for 3D ones."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv3d):
+            m.to(memory_format=torch.channels_last_3d)
+        elif isinstance(m, nn.Conv2d):
+            m.to(memory_format=torch.channels_last)
+    return model
+
+
+def prepare_model(model, model_cfg, ctx, args, pretrain=None, trainable=True):
+    """Load weights, then move to the device and wrap for speed / DDP.
+
+    Args:
+        model: a freshly built module.
+        model_cfg: the config's ``model`` block (``sync_bn``, ``copy_head``).
+        pretrain: checkpoint path to initialise from (head reset unless ``copy_head``).
+        trainable: DDP-wrap only modules that receive gradients.
+    """
+    if pretrain:
+        load_pretrained(model, pretrain, copy_head=model_cfg.get('copy_head', False))
+    if ctx.dist.enabled and model_cfg.get('sync_bn', False) and trainable:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(ctx.device)
+    if getattr(args, 'channels_last', False):
+        to_memory_format(model)
+    if getattr(args, 'compile', False):
+        model = torch.compile(model)
+    if ctx.dist.enabled and trainable:
+        ids = [ctx.device.index] if ctx.device.type == 'cuda' else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return model

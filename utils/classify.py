@@ -1,0 +1,59 @@
+"""The supervised step of ``main.py`` (and the base-split training of ``main-fsl.py``)."""
+import torch
+
+from .engine import Step, StepOutput, accuracy, set_bn_eval
+
+
+def per_class_accuracy(logits, labels, classes=None):
+    """Top-1 accuracy (percent) of each class present in ``labels``; absent classes are left out."""
+    pred = logits.argmax(1)
+    out = {}
+    for c in torch.unique(labels).tolist():
+        mask = labels == c
+        name = classes[c] if classes is not None and c < len(classes) else str(c)
+        out[name] = (pred[mask] == c).float().mean().item() * 100
+    return out
+
+
+class ClassifierStep(Step):
+    """Cross-entropy training of one video model; logits are recorded for split metrics.
+
+    Args:
+        model: video model (maybe DDP-wrapped), input ``B × K × C × T × H × W``.
+        criterion: loss module taking ``(logits, labels)``.
+        freeze_bn: keep BatchNorm layers in eval mode while training.
+        classes: class names, for per-class results.
+    """
+
+    def __init__(self, model, criterion, freeze_bn=False, classes=None):
+        self.model, self.criterion, self.freeze_bn, self.classes = model, criterion, freeze_bn, classes
+        self.modules = {'state_dict': model}
+
+    def train(self, mode=True):
+        self.model.train(mode)
+        if mode and self.freeze_bn:
+            set_bn_eval(self.model)
+
+    def _forward(self, batch):
+        logits = self.model(batch['video'])
+        if isinstance(logits, dict):
+            logits = logits['pred']
+        loss = self.criterion(logits.float(), batch['label'])
+        acc1, acc5 = accuracy(logits.detach(), batch['label'])
+        n = batch['label'].shape[0]
+        return logits, loss, StepOutput(loss=loss, n=n, metrics={'loss': loss.item(), 'Acc@1': acc1, 'Acc@5': acc5})
+
+    def train_step(self, batch):
+        return self._forward(batch)[2]
+
+    def eval_step(self, batch):
+        logits, _, out = self._forward(batch)
+        out.loss = None
+        out.records = {'logits': logits.detach(), 'labels': batch['label'], 'index': batch['index']}
+        return out
+
+    def summarize(self, records, tag):
+        if tag != 'test_final' or 'logits' not in records:
+            return {}
+        return {'per_class_Acc@1': per_class_accuracy(records['logits'], records['labels'], self.classes),
+                'n_videos': int(records['labels'].numel())}

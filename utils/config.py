@@ -1,0 +1,200 @@
+"""Config loading: YAML file (+ its ``_base_`` files) -> ``key=value`` overrides -> validation.
+
+A config is a plain nested ``dict``. Validation happens once, against a schema from
+:mod:`utils.config_schema`; an unknown key or a wrong type raises :class:`ConfigError` whose
+message is one line naming the key, the file it came from and the closest valid key.
+"""
+import copy
+import difflib
+import os
+
+import yaml
+
+from .errors import UserError
+from .config_schema import ANY, CFG_SCHEMA, MapOf, SP_SCHEMA
+
+
+class ConfigError(UserError, ValueError):
+    """A config problem; ``str(err)`` is a single line meant for the user."""
+
+
+def _read_yaml(path):
+    if not os.path.isfile(path):
+        raise ConfigError(f'config file not found: {path}')
+    with open(path) as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            line = getattr(getattr(e, 'problem_mark', None), 'line', None)
+            where = f' (line {line + 1})' if line is not None else ''
+            raise ConfigError(f'{path}{where}: invalid YAML: {getattr(e, "problem", e)}') from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f'{path}: top level must be a mapping, got {type(data).__name__}')
+    return data
+
+
+def deep_merge(base, update):
+    """Return ``base`` updated recursively by ``update`` (dicts merge, anything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_yaml_stack(path, _seen=()):
+    """Read ``path`` and the ``_base_`` files it lists (relative to it), deep-merged, later wins."""
+    path = os.path.normpath(path)
+    if path in _seen:
+        raise ConfigError(f'{path}: _base_ cycle through {" -> ".join(_seen)}')
+    data = _read_yaml(path)
+    bases = data.pop('_base_', [])
+    if isinstance(bases, str):
+        bases = [bases]
+    merged = {}
+    for base in bases:
+        base_path = os.path.join(os.path.dirname(path), base)
+        merged = deep_merge(merged, load_yaml_stack(base_path, _seen + (path,)))
+    return deep_merge(merged, data)
+
+
+def _set_key(cfg, dotted, value):
+    keys = dotted.split('.')
+    node = cfg
+    for k in keys[:-1]:
+        if not isinstance(node.get(k), dict):
+            node[k] = {}
+        node = node[k]
+    node[keys[-1]] = value
+
+
+def parse_override(text):
+    """``'optimizer.epochs=3'`` -> ``('optimizer.epochs', 3)`` (value parsed as YAML)."""
+    if '=' not in text:
+        raise ConfigError(f'override {text!r} is not of the form key=value')
+    key, raw = text.split('=', 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split('.')):
+        raise ConfigError(f'override {text!r}: bad key {key!r}')
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _type_name(spec):
+    if isinstance(spec, tuple):
+        return ' or '.join('null' if t is type(None) else t.__name__ for t in spec)
+    return spec.__name__
+
+
+def _all_paths(schema, prefix=''):
+    """Every dotted key path the schema knows (for suggestions)."""
+    out = []
+    if isinstance(schema, MapOf):
+        return _all_paths(schema.schema, prefix + '<name>.')
+    if isinstance(schema, tuple):
+        schema = next((s for s in schema if isinstance(s, (dict, MapOf))), None)
+    if isinstance(schema, MapOf):
+        return _all_paths(schema.schema, prefix + '<name>.')
+    if isinstance(schema, dict):
+        for k, v in schema.items():
+            out.append(prefix + k)
+            out.extend(_all_paths(v, prefix + k + '.'))
+    return out
+
+
+def _check(value, schema, path, where, root_schema):
+    if schema is ANY:
+        return
+    if isinstance(schema, tuple) and any(isinstance(s, (dict, MapOf)) for s in schema):
+        if value is None and type(None) in schema:
+            return
+        schema = next(s for s in schema if isinstance(s, (dict, MapOf)))
+    if isinstance(schema, MapOf):
+        if not isinstance(value, dict):
+            raise ConfigError(f'{path}: expected a mapping, got {value!r} in {where}')
+        for k, v in value.items():
+            _check(v, schema.schema, f'{path}.{k}', where, root_schema)
+        return
+    if isinstance(schema, dict):
+        if value is None:
+            return  # a whole block may be null (e.g. ``model: null`` in DRL-dir configs)
+        if not isinstance(value, dict):
+            raise ConfigError(f'{path or "<top>"}: expected a mapping, got {value!r} in {where}')
+        for k, v in value.items():
+            key = f'{path}.{k}' if path else str(k)
+            if k not in schema:
+                candidates = _all_paths(root_schema)
+                close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+                hint = f"; did you mean '{close[0]}'?" if close else ''
+                raise ConfigError(f"unknown config key '{key}' in {where}{hint}")
+            _check(v, schema[k], key, where, root_schema)
+        return
+    types = schema if isinstance(schema, tuple) else (schema,)
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if float in types and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise ConfigError(f"config key '{path}' in {where} must be {_type_name(schema)}, "
+                          f"got {value!r} ({type(value).__name__})")
+
+
+def validate(cfg, schema, where):
+    """Raise :class:`ConfigError` unless ``cfg`` fits ``schema``."""
+    _check(cfg, schema, '', where, schema)
+
+
+def load_config(path, overrides=(), schema=None, prefix=''):
+    """Load, stack, override and validate one config.
+
+    Args:
+        path: YAML file.
+        overrides: ``key=value`` strings; only those starting with ``prefix`` apply, with the
+            prefix removed (the DRL scripts pass ``prefix='sp.'`` for their second config).
+        schema: defaults to :data:`CFG_SCHEMA`.
+    Returns:
+        The resolved config as a nested dict.
+    """
+    schema = CFG_SCHEMA if schema is None else schema
+    cfg = load_yaml_stack(path)
+    validate(cfg, schema, path)
+    for text in overrides:
+        key, value = parse_override(text)
+        if prefix:
+            if not key.startswith(prefix):
+                continue
+            key = key[len(prefix):]
+        elif key.startswith('sp.'):
+            continue
+        try:
+            _set_key(cfg, key, value)
+        except AttributeError:
+            raise ConfigError(f"override '{text}' for {path}: a parent of '{key}' is not a mapping") from None
+        validate(cfg, schema, f"{path} (override '{text}')")
+    return cfg
+
+
+def load_sp_config(path, overrides=()):
+    """The DRL scripts' second config (its own namespace, overridden with ``sp.`` keys)."""
+    return load_config(path, overrides, schema=SP_SCHEMA, prefix='sp.')
+
+
+def check_overrides_prefixes(overrides, allow_sp):
+    """Reject ``sp.`` overrides given to a script that has no second config."""
+    for text in overrides:
+        if text.split('=', 1)[0].startswith('sp.') and not allow_sp:
+            raise ConfigError(f"override '{text}': 'sp.' keys only apply to main-drl.py / main-drl-dir.py")
+
+
+def save_config(cfg, path):
+    """Write a resolved config as YAML (atomically)."""
+    tmp = f'{path}.tmp{os.getpid()}'
+    with open(tmp, 'w') as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    os.replace(tmp, path)

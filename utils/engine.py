@@ -1,0 +1,303 @@
+"""The one training / evaluation loop. Methods differ only in the *step* handed to it.
+
+The engine owns epochs, batches, the optimiser step (with AMP), meters, progress, TensorBoard,
+``metrics.csv``, checkpoints, resume and ``results.json``; a :class:`Step` owns the models and
+the per-batch computation. Nothing here branches on a model or method name.
+"""
+import contextlib
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from . import dist as dist_utils
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, save_json, set_rng_state, unwrap
+from .meters import MetricMeter, write_metrics_csv
+
+log = logging.getLogger('drl')
+
+
+@dataclass
+class StepOutput:
+    """What a step returns for one batch.
+
+    Attributes:
+        loss: scalar tensor to back-propagate (train), or ``None``.
+        n: number of samples the metrics average over.
+        metrics: per-batch means (``loss``, ``Acc@1``, ...), weighted by ``n`` in the meters.
+        records: per-sample tensors (first dim = batch) gathered over the split for ``summarize``.
+    """
+    loss: torch.Tensor = None
+    n: int = 0
+    metrics: dict = field(default_factory=dict)
+    records: dict = field(default_factory=dict)
+
+
+class Step:
+    """Base class of the per-batch computations (baseline, DRL-aug, scoring, DRL-dir).
+
+    ``modules`` maps checkpoint keys to modules (e.g. ``{'state_dict': f, 'state_dict_sp': g}``).
+    """
+    modules = {}
+
+    def train(self, mode=True):
+        for m in self.modules.values():
+            m.train(mode)
+
+    def train_step(self, batch):
+        raise NotImplementedError('a Step subclass must implement train_step')
+
+    def eval_step(self, batch):
+        raise NotImplementedError('a Step subclass must implement eval_step')
+
+    def summarize(self, records, tag):
+        """Split-level metrics from all ranks' concatenated ``records``; ``tag`` names the split."""
+        return {}
+
+    def state_dicts(self):
+        return {k: unwrap(m).state_dict() for k, m in self.modules.items()}
+
+    def load_state_dicts(self, ckpt):
+        for k, m in self.modules.items():
+            if k in ckpt:
+                unwrap(m).load_state_dict(ckpt[k])
+
+
+def set_bn_eval(model):
+    """Keep every BatchNorm layer in eval mode (``freeze_bn``)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def accuracy(logits, target, topk=(1, 5)):
+    """Top-k accuracies in percent; k larger than the number of classes counts as top-all."""
+    maxk = min(max(topk), logits.shape[1])
+    pred = logits.topk(maxk, dim=1).indices
+    correct = pred.eq(target[:, None])
+    return [correct[:, :min(k, maxk)].any(dim=1).float().mean().item() * 100 for k in topk]
+
+
+def to_device(batch, device):
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+class Engine:
+    """Runs a step over loaders. Create one per run; call :meth:`resume`, :meth:`fit`, :meth:`test`."""
+
+    def __init__(self, step, optimizer, scheduler, ctx, epochs):
+        self.step, self.optimizer, self.scheduler, self.ctx = step, optimizer, scheduler, ctx
+        self.epochs = epochs
+        self.start_epoch = 0
+        self.best_acc1 = -math.inf
+        self.history = []
+        self.scaler = None
+        if ctx.amp == 'fp16':
+            self.scaler = torch.amp.GradScaler(ctx.device.type)
+        self.ckpt_path = os.path.join(ctx.out_dir, 'checkpoint.pth.tar')
+        self.best_path = os.path.join(ctx.out_dir, 'model_best.pth.tar')
+
+    # ---------------------------------------------------------------- checkpoints
+    def resume(self, enabled=True):
+        """Continue from ``checkpoint.pth.tar`` in the run folder if it exists (and ``enabled``)."""
+        if not (enabled and os.path.isfile(self.ckpt_path)):
+            return False
+        ckpt = load_checkpoint(self.ckpt_path)
+        self.step.load_state_dicts(ckpt)
+        if self.optimizer is not None and ckpt.get('optimizer'):
+            self.optimizer.load_state_dict(ckpt['optimizer'])
+        if self.scheduler is not None and ckpt.get('scheduler'):
+            self.scheduler.load_state_dict(ckpt['scheduler'])
+        if self.scaler is not None and ckpt.get('scaler'):
+            self.scaler.load_state_dict(ckpt['scaler'])
+        self.start_epoch = ckpt.get('epoch', 0)
+        self.best_acc1 = ckpt.get('best_acc1', -math.inf)
+        self.history = list(ckpt.get('history', []))
+        if ckpt.get('rng') and self.ctx.dist.world_size == 1:
+            set_rng_state(ckpt['rng'])
+        log.info('resumed from %s at epoch %d (best Acc@1 %.2f)', self.ckpt_path, self.start_epoch, self.best_acc1)
+        return True
+
+    def save(self, epoch, is_best):
+        if not self.ctx.is_main:
+            return
+        state = dict(self.step.state_dicts(), epoch=epoch, best_acc1=self.best_acc1,
+                     history=self.history, rng=rng_state(),
+                     optimizer=self.optimizer.state_dict() if self.optimizer else None,
+                     scheduler=self.scheduler.state_dict() if self.scheduler else None,
+                     scaler=self.scaler.state_dict() if self.scaler else None,
+                     config=self.ctx.extra.get('config'), config_sp=self.ctx.extra.get('config_sp'))
+        save_checkpoint(state, self.ckpt_path)
+        if is_best:
+            save_checkpoint(state, self.best_path)
+
+    # ---------------------------------------------------------------- loops
+    def _autocast(self):
+        if self.ctx.amp == 'off':
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.ctx.amp == 'bf16' else torch.float16
+        return torch.autocast(self.ctx.device.type, dtype=dtype)
+
+    def _batches(self, loader, desc):
+        """Iterate a loader with a progress bar on a terminal (rank 0), else periodic log lines."""
+        total = len(loader)
+        limit = min(total, 4) if self.ctx.debug else total
+        use_bar = self.ctx.is_main and sys.stderr.isatty()
+        bar = None
+        if use_bar:
+            from tqdm import tqdm
+            bar = tqdm(total=limit, desc=desc, leave=False, dynamic_ncols=True)
+        for i, batch in enumerate(loader):
+            if i >= limit:
+                break
+            yield i, limit, batch, bar
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+
+    def _log_progress(self, i, limit, desc, meter, bar, t0):
+        if bar is not None:
+            bar.set_postfix_str(meter.short())
+        elif self.ctx.is_main and self.ctx.print_freq and (i + 1) % self.ctx.print_freq == 0:
+            log.info('%s [%d/%d] %s (%.2fs/it)', desc, i + 1, limit, meter.short(), (time.time() - t0) / (i + 1))
+
+    def _prepare_epoch(self, loader, epoch):
+        # per-epoch seeds make a resumed run identical to an uninterrupted one
+        torch.manual_seed(self.ctx.seed + 1000 * epoch + self.ctx.dist.rank)
+        for obj in (getattr(loader, 'sampler', None), getattr(loader, 'dataset', None)):
+            if obj is not None and hasattr(obj, 'set_epoch'):
+                obj.set_epoch(epoch)
+
+    def train_one_epoch(self, loader, epoch):
+        """One pass over ``loader`` with optimiser steps. Returns averaged metrics (all ranks)."""
+        from datasets.collate import BadVideoTracker
+        self._prepare_epoch(loader, epoch)
+        self.step.train(True)
+        meter, bad = MetricMeter(), BadVideoTracker()
+        desc, t0 = f'train {epoch + 1}/{self.epochs}', time.time()
+        for i, limit, batch, bar in self._batches(loader, desc):
+            bad.update(batch.get('skipped', []))
+            if len(batch.get('label', [])) == 0:
+                continue
+            batch = to_device(batch, self.ctx.device)
+            with self._autocast():
+                out = self.step.train_step(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            if not torch.isfinite(out.loss):
+                raise FloatingPointError(f'non-finite loss {out.loss.item()} at epoch {epoch + 1}, batch {i + 1}')
+            if self.scaler is not None:
+                self.scaler.scale(out.loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                out.loss.backward()
+                self.optimizer.step()
+            meter.update(out.metrics, out.n)
+            self._log_progress(i, limit, desc, meter, bar, t0)
+        stats = meter.reduce(self.ctx.device)
+        stats['lr'] = self.optimizer.param_groups[0]['lr']
+        stats['skipped'] = self._check_bad(bad, meter.count, 'train')
+        stats['time'] = time.time() - t0
+        return stats
+
+    @torch.no_grad()
+    def evaluate(self, loader, tag='val', epoch=None):
+        """Evaluate ``step`` on ``loader`` (sharded over ranks, exact reduction).
+
+        Returns:
+            dict of averaged metrics plus the step's split-level ``summarize`` results.
+        """
+        from datasets.collate import BadVideoTracker
+        if epoch is not None:
+            self._prepare_epoch(loader, epoch)
+        self.step.train(False)
+        meter, bad, records = MetricMeter(), BadVideoTracker(), {}
+        t0 = time.time()
+        for i, limit, batch, bar in self._batches(loader, tag):
+            bad.update(batch.get('skipped', []))
+            if len(batch.get('label', [])) == 0:
+                continue
+            batch = to_device(batch, self.ctx.device)
+            with self._autocast():
+                out = self.step.eval_step(batch)
+            meter.update(out.metrics, out.n)
+            for k, v in out.records.items():
+                records.setdefault(k, []).append(v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu())
+            self._log_progress(i, limit, tag, meter, bar, t0)
+        stats = meter.reduce(self.ctx.device)
+        local = {k: torch.cat(v) for k, v in records.items()}
+        gathered = dist_utils.all_gather_objects(local)
+        merged = {k: torch.cat([g[k] for g in gathered if k in g]) for k in local}
+        stats.update(self.step.summarize(merged, tag))
+        stats['skipped'] = self._check_bad(bad, meter.count, tag)
+        stats['time'] = time.time() - t0
+        return stats
+
+    def _check_bad(self, tracker, n_good, tag):
+        """Gather skipped videos over ranks, report them, stop above ``max_bad_fraction``."""
+        files = [f for part in dist_utils.all_gather_objects(tracker.files) for f in part]
+        n_seen = int(dist_utils.all_reduce_sums([n_good], self.ctx.device)[0]) + len(files)
+        if files:
+            tracker.files = files
+            log.warning('%s: skipped %d undecodable video(s) of %d: %s', tag, len(files), n_seen,
+                        '; '.join(files[:5]) + (' ...' if len(files) > 5 else ''))
+            tracker.check(n_seen, self.ctx.max_bad_fraction)
+        return len(files)
+
+    # ---------------------------------------------------------------- orchestration
+    def fit(self, train_loader, val_loader=None):
+        """Train ``epochs`` epochs from ``start_epoch``, validating and checkpointing each one."""
+        for epoch in range(self.start_epoch, self.epochs):
+            train = self.train_one_epoch(train_loader, epoch)
+            val = self.evaluate(val_loader, 'val', epoch) if val_loader is not None else {}
+            if self.scheduler is not None:
+                self.scheduler.step()
+            acc = val.get('Acc@1', train.get('Acc@1', 0.0))
+            is_best = acc > self.best_acc1
+            self.best_acc1 = max(acc, self.best_acc1)
+            row = {'epoch': epoch + 1, **{f'train_{k}': v for k, v in train.items()},
+                   **{f'val_{k}': v for k, v in val.items() if not isinstance(v, (list, dict))}}
+            self.history.append(row)
+            self._report_epoch(row)
+            self.save(epoch + 1, is_best)
+        dist_utils.barrier()
+
+    def _report_epoch(self, row):
+        log.info('epoch %d | %s', row['epoch'], ' '.join(
+            f'{k} {v:.4g}' for k, v in row.items() if k != 'epoch' and isinstance(v, (int, float))))
+        if not self.ctx.is_main:
+            return
+        write_metrics_csv(self.history, os.path.join(self.ctx.out_dir, 'metrics.csv'))
+        if self.ctx.writer is not None:
+            for k, v in row.items():
+                if k != 'epoch' and isinstance(v, (int, float)):
+                    split, _, name = k.partition('_')
+                    self.ctx.writer.add_scalar(f'{name}/{split}', v, row['epoch'])
+            self.ctx.writer.flush()
+
+    def test(self, loader, use_best=True, extra=None):
+        """Final multi-clip test (best weights when they exist); writes ``results.json`` last."""
+        if use_best and os.path.isfile(self.best_path):
+            self.step.load_state_dicts(load_checkpoint(self.best_path))
+            log.info('final test with the best weights (%s)', self.best_path)
+        stats = self.evaluate(loader, 'test_final')
+        results = {k: v for k, v in stats.items()}
+        results.update(extra or {})
+        if self.best_acc1 > -math.inf:
+            results['best_val_Acc@1'] = self.best_acc1
+        log.info('final test | %s', ' '.join(f'{k} {v:.4g}' for k, v in results.items() if isinstance(v, float)))
+        if self.ctx.is_main:
+            if self.ctx.writer is not None:
+                for k, v in results.items():
+                    if isinstance(v, (int, float)):
+                        self.ctx.writer.add_scalar(f'{k}/test_final', v, self.epochs)
+                self.ctx.writer.flush()
+            save_json(results, os.path.join(self.ctx.out_dir, 'results.json'))
+        dist_utils.barrier()
+        return results

@@ -1,0 +1,12 @@
+"""Errors meant for the user: entry scripts print them as one line and exit non-zero."""
+
+
+class UserError(Exception):
+    """A problem with the user's input (config, paths, data): reported without a traceback."""
+
+
+class UnknownNameError(UserError, KeyError):
+    """An unknown registry name (model, dataset, optimiser, ...)."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ''

@@ -1,0 +1,44 @@
+"""Optimisers, LR schedulers and criteria by name (explicit tables, close-match errors)."""
+import torch
+import torch.nn as nn
+
+from .registry import Registry
+
+OPTIMIZERS = Registry('optimizer')
+SCHEDULERS = Registry('lr scheduler')
+CRITERIA = Registry('criterion')
+
+for _name, _obj in sorted(vars(torch.optim).items()):
+    if isinstance(_obj, type) and issubclass(_obj, torch.optim.Optimizer) and _obj is not torch.optim.Optimizer:
+        OPTIMIZERS.register(_name)(_obj)
+for _name, _obj in sorted(vars(torch.optim.lr_scheduler).items()):
+    if (isinstance(_obj, type) and issubclass(_obj, torch.optim.lr_scheduler.LRScheduler)
+            and not _name.startswith('_') and _name != 'LRScheduler'):
+        SCHEDULERS.register(_name)(_obj)
+for _name, _obj in sorted(vars(nn).items()):
+    if isinstance(_obj, type) and _name.endswith('Loss') and issubclass(_obj, nn.Module):
+        CRITERIA.register(_name)(_obj)
+
+
+def build_optimizer(opt_cfg, params):
+    """``optimizer`` block -> torch optimiser.
+
+    Args:
+        opt_cfg: ``{'name': 'SGD', 'args': {...}}``.
+        params: parameters or a list of parameter-group dicts (each may carry its own lr, ...).
+    """
+    return OPTIMIZERS.get(opt_cfg['name'])(params, **(opt_cfg.get('args') or {}))
+
+
+def build_scheduler(opt_cfg, optimizer):
+    """``optimizer.schedule`` block -> LR scheduler stepped once per epoch, or ``None``."""
+    sched = opt_cfg.get('schedule')
+    if not sched:
+        return None
+    return SCHEDULERS.get(sched['name'])(optimizer, **(sched.get('args') or {}))
+
+
+def build_criterion(crit_cfg):
+    """``criterion`` block -> loss module (torch.nn losses, plus those registered by drl.losses)."""
+    crit_cfg = crit_cfg or {'name': 'CrossEntropyLoss'}
+    return CRITERIA.get(crit_cfg['name'])(**(crit_cfg.get('args') or {}))
