@@ -16,12 +16,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import av  # noqa: E402
-import cv2  # noqa: E402
-
-from datasets import build_dataset  # noqa: E402
-from datasets.decode import VideoDecodeError, read_clips  # noqa: E402
 from utils.config import ConfigError, load_config  # noqa: E402
+
+# datasets / av / cv2 are imported once the config is known to be valid (torch is slow to load)
 
 
 def get_args_parser():
@@ -41,6 +38,10 @@ def get_args_parser():
 
 def decode_all(path, kind):
     """Decode every frame (video) or read every jpg (frame folder); raise on any failure."""
+    import av
+    import cv2
+    from datasets.decode import VideoDecodeError
+
     if kind == 'frames':
         names = sorted(n for n in os.listdir(path) if n.lower().endswith(('.jpg', '.jpeg', '.png')))
         if not names:
@@ -62,6 +63,8 @@ def decode_all(path, kind):
 
 def check_one(item):
     """Worker: ``(path, kind, quick) -> (path, None | 'path: reason')``."""
+    from datasets.decode import VideoDecodeError, read_clips
+
     path, kind, quick = item
     try:
         read_clips(path, 1, 2, -1, 'uniform', kind=kind)  # what training does first
@@ -73,6 +76,7 @@ def check_one(item):
 
 
 def _init_worker():
+    import cv2
     cv2.setNumThreads(1)
     import torch
     torch.set_num_threads(1)
@@ -93,7 +97,9 @@ def decode_paths(items, workers):
             out[path] = err
             bar.update()
     else:
-        with mp.get_context('spawn').Pool(workers, initializer=_init_worker) as pool:
+        # fork: workers inherit the imported modules (spawn would re-import torch in each)
+        method = 'fork' if 'fork' in mp.get_all_start_methods() else 'spawn'
+        with mp.get_context(method).Pool(workers, initializer=_init_worker) as pool:
             for path, err in pool.imap_unordered(check_one, items, chunksize=4):
                 out[path] = err
                 bar.update()
@@ -103,6 +109,8 @@ def decode_paths(items, workers):
 
 def check_split(cfg, split, checked, args):
     """Build one split and decode its files not checked yet. Returns the report row."""
+    from datasets import build_dataset
+
     try:
         ds = build_dataset(cfg, split)
     except (FileNotFoundError, ValueError, KeyError) as e:

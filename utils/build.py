@@ -34,6 +34,7 @@ def default_workers(cfg, args):
 def build_loader(dataset, cfg, ctx, train, workers=0, batch_size=None):
     """DataLoader over ``dataset`` for this rank.
 
+    Training drops the last incomplete batch (a batch of one breaks BatchNorm).
     ``dataset.batch_size`` in the config is the *global* batch; each of the ``W`` processes
     loads ``batch_size // W`` videos. Training always uses a :class:`DistributedSampler` (also
     with one process) so the global order depends only on the seed, not on the process count.
@@ -50,7 +51,7 @@ def build_loader(dataset, cfg, ctx, train, workers=0, batch_size=None):
         sampler = ShardSampler(len(dataset), rank, world)
     return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=workers,
                       collate_fn=video_collate, pin_memory=ctx.device.type == 'cuda',
-                      drop_last=False, persistent_workers=False)
+                      drop_last=train and len(sampler) >= per_rank, persistent_workers=False)
 
 
 def to_memory_format(model):
@@ -75,7 +76,10 @@ def prepare_model(model, model_cfg, ctx, args, pretrain=None, trainable=True):
     if pretrain:
         load_pretrained(model, pretrain, copy_head=model_cfg.get('copy_head', False))
     if ctx.dist.enabled and model_cfg.get('sync_bn', False) and trainable:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if ctx.device.type == 'cuda':
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:  # torch's SyncBatchNorm is CUDA-only
+            log.warning('model.sync_bn: SyncBatchNorm needs CUDA; on CPU each process normalises its own batch')
     model = model.to(ctx.device)
     if getattr(args, 'channels_last', False):
         to_memory_format(model)

@@ -2,6 +2,7 @@
 import json
 import logging
 import os
+import pickle
 import random
 
 import numpy as np
@@ -43,7 +44,7 @@ def load_checkpoint(path, map_location='cpu'):
         raise FileNotFoundError(f'checkpoint not found: {path}')
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError) as e:
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise RuntimeError(f'cannot read checkpoint {path}: {first}') from None
 

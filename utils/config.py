@@ -7,11 +7,30 @@ message is one line naming the key, the file it came from and the closest valid 
 import copy
 import difflib
 import os
+import re
 
 import yaml
 
 from .errors import UserError
 from .config_schema import ANY, CFG_SCHEMA, MapOf, SP_SCHEMA
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    'tag:yaml.org,2002:float',
+    re.compile(r'''^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$''', re.X),
+    list('-+0123456789.'))
+
+
+def yaml_load(text):
+    return yaml.load(text, Loader=_Loader)
 
 
 class ConfigError(UserError, ValueError):
@@ -23,7 +42,7 @@ def _read_yaml(path):
         raise ConfigError(f'config file not found: {path}')
     with open(path) as f:
         try:
-            data = yaml.safe_load(f)
+            data = yaml_load(f)
         except yaml.YAMLError as e:
             line = getattr(getattr(e, 'problem_mark', None), 'line', None)
             where = f' (line {line + 1})' if line is not None else ''
@@ -81,7 +100,7 @@ def parse_override(text):
     if not key or any(not part for part in key.split('.')):
         raise ConfigError(f'override {text!r}: bad key {key!r}')
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return key, value

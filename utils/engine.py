@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from . import dist as dist_utils
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, save_json, set_rng_state, unwrap
+from .errors import UserError
 from .meters import MetricMeter, write_metrics_csv
 
 log = logging.getLogger('drl')
@@ -132,9 +133,10 @@ class Engine:
                      scheduler=self.scheduler.state_dict() if self.scheduler else None,
                      scaler=self.scaler.state_dict() if self.scaler else None,
                      config=self.ctx.extra.get('config'), config_sp=self.ctx.extra.get('config_sp'))
-        save_checkpoint(state, self.ckpt_path)
+        # best first: once checkpoint.pth.tar says "epoch N", model_best covers epochs <= N
         if is_best:
             save_checkpoint(state, self.best_path)
+        save_checkpoint(state, self.ckpt_path)
 
     # ---------------------------------------------------------------- loops
     def _autocast(self):
@@ -247,7 +249,10 @@ class Engine:
             tracker.files = files
             log.warning('%s: skipped %d undecodable video(s) of %d: %s', tag, len(files), n_seen,
                         '; '.join(files[:5]) + (' ...' if len(files) > 5 else ''))
-            tracker.check(n_seen, self.ctx.max_bad_fraction)
+            try:
+                tracker.check(n_seen, self.ctx.max_bad_fraction)
+            except RuntimeError as e:  # the policy's stop is a user-facing error, not a crash
+                raise UserError(str(e)) from None
         return len(files)
 
     # ---------------------------------------------------------------- orchestration
@@ -287,7 +292,8 @@ class Engine:
             self.step.load_state_dicts(load_checkpoint(self.best_path))
             log.info('final test with the best weights (%s)', self.best_path)
         stats = self.evaluate(loader, 'test_final')
-        results = {k: v for k, v in stats.items()}
+        # wall-clock time stays in the log: results.json must be reproducible run to run
+        results = {k: v for k, v in stats.items() if k != 'time'}
         results.update(extra or {})
         if self.best_acc1 > -math.inf:
             results['best_val_Acc@1'] = self.best_acc1

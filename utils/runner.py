@@ -40,8 +40,7 @@ def run_entry(main, args):
     try:
         return main(args)
     except (UserError, FileNotFoundError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f'error: {msg}', file=sys.stderr)
+        print(f'error: {str(e).strip() or type(e).__name__}', file=sys.stderr)
         sys.exit(2)
     finally:
         dist_utils.cleanup()

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Clip-pipeline throughput per core (BENCHMARKS.md §1).
+
+usage: python benchmarks/pipeline.py DIR [--transform train|test] [--repeat N] [--ops]
+
+One process, one thread, no DataLoader workers; the Kinetics recipe (1 clip of 16 frames at
+16 fps, random position for train / middle for test; resize 128, crop 112, flip, jitter
+0.2 × 4, ImageNet normalisation); every file in DIR read twice per pass. Prints the
+decode-only figure (seek + decode of the frames the clips need, no colour conversion), the
+full pipeline, their ratio, and as the last line ``clips_per_s=<median over repeats>``.
+"""
+import os
+
+os.environ['OMP_NUM_THREADS'] = '1'  # before torch is imported
+
+import argparse  # noqa: E402
+import glob  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import av  # noqa: E402
+import cv2  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from datasets.decode import _stream_info, decode_indices, read_clips  # noqa: E402
+from datasets.sampling import clip_indices  # noqa: E402
+from datasets.transforms import (build_transform, color_jitter, jitter_params,  # noqa: E402
+                                 library_color_jitter)
+
+RECIPE = {'resize': 128, 'crop': 112, 'hflip': True, 'color_jitter': [0.2, 0.2, 0.2, 0.2],
+          'normalize': {'mean': [0.485, 0.456, 0.406], 'std': [0.229, 0.224, 0.225]}}
+N_CLIPS, N_FRAMES, FPS = 1, 16, 16
+VIDEO_EXT = ('.mp4', '.avi', '.webm', '.mkv')
+
+
+def decode_only(path, mode, g):
+    """Seek + decode the frames one clip needs, without converting them."""
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        s.thread_count = 1
+        src_fps, n, dur = _stream_info(c, s, path)
+        idx = clip_indices(dur, src_fps, n, N_CLIPS, N_FRAMES, FPS, mode, g)
+        decode_indices(c, s, sorted({i for clip in idx for i in clip}), src_fps, None, path)
+
+
+def full(path, mode, g, transform):
+    video, _ = read_clips(path, N_CLIPS, N_FRAMES, FPS, mode, g,
+                          short_side=transform.short_side)
+    return transform(video, g)
+
+
+def one_pass(files, fn):
+    """Clips per second over every file read twice (the same positions for every pass)."""
+    t = time.perf_counter()
+    for k, f in enumerate(files * 2):
+        fn(f, torch.Generator().manual_seed(k))
+    return 2 * len(files) * N_CLIPS / (time.perf_counter() - t)
+
+
+def time_ops(repeat=20):
+    """ms per 16 × 112 × 112 clip: colour jitter with torchvision v2 vs ours."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(N_FRAMES, 112, 112, 3, generator=g)
+    order, vals = jitter_params([0.2] * 4, g)
+    cf = x.permute(0, 3, 1, 2).contiguous()
+    res = {}
+    for name, fn in [('torchvision v2 ColorJitter ops (T×C×H×W float)',
+                      lambda: library_color_jitter(cf, order, vals)),
+                     ('ours (channels-last, cv2 hue)', lambda: color_jitter(x.clone(), order, vals)),
+                     ('torchvision adjust_hue only', lambda: library_color_jitter(
+                         cf, [3], [None, None, None, vals[3]])),
+                     ('ours hue only', lambda: color_jitter(x.clone(), [3], [None, None, None, vals[3]]))]:
+        ts = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        res[name] = 1000 * statistics.median(ts)
+        print(f'  {name}: {res[name]:.2f} ms/clip')
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('dir', help='folder of videos (e.g. from ../shared/bench/make_videos.py)')
+    ap.add_argument('--transform', choices=['train', 'test'], default='train')
+    ap.add_argument('--repeat', type=int, default=3, help='passes; medians are reported')
+    ap.add_argument('--ops', action='store_true', help='also time colour jitter vs torchvision')
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    files = sorted(f for f in glob.glob(os.path.join(a.dir, '*')) if f.endswith(VIDEO_EXT))
+    if not files:
+        sys.exit(f'no videos in {a.dir}')
+    train = a.transform == 'train'
+    mode = 'random' if train else 'uniform'
+    tf = build_transform(RECIPE, train=train)
+    one_pass(files[:2], lambda f, g: full(f, mode, g, tf))  # warm-up (imports, caches)
+    dec, ful = [], []
+    for _ in range(a.repeat):
+        dec.append(one_pass(files, lambda f, g: decode_only(f, mode, g)))
+        ful.append(one_pass(files, lambda f, g: full(f, mode, g, tf)))
+    d, p = statistics.median(dec), statistics.median(ful)
+    print(f'{len(files)} files x2, {a.transform} transform, {a.repeat} passes, 1 thread')
+    print(f'decode only (seek + decode, no conversion): {d:.1f} clips/s '
+          f'({1000 / d:.1f} ms/clip)  passes: {", ".join(f"{v:.1f}" for v in dec)}')
+    print(f'full pipeline: {p:.1f} clips/s ({1000 / p:.1f} ms/clip)  '
+          f'passes: {", ".join(f"{v:.1f}" for v in ful)}')
+    print(f'full / decode-only time: {d / p:.2f}x')
+    if a.ops:
+        time_ops()
+    print(f'clips_per_s={p:.2f}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,140 @@
+"""Set-up shared by main-drl.py and main-drl-dir.py: where the baseline video model comes from,
+where the run goes, the spatial model, and the two-group optimiser (SEMANTICS §1, §5)."""
+import logging
+import os
+
+from utils.build import build_loader, default_workers, prepare_model, to_memory_format
+from utils.checkpoint import load_checkpoint, load_pretrained, strip_prefix, unwrap
+from utils.errors import UserError
+from utils.optim import build_optimizer, build_scheduler
+from utils.runner import config_run_name
+
+log = logging.getLogger('drl')
+
+
+def build_data(cfg, ctx, args):
+    """Datasets and loaders of the main config: ``train``/``test``/``test_final`` (only
+    ``test_final`` with ``-e``). Returns ``(datasets, loaders)`` dicts keyed by split."""
+    from datasets import build_dataset
+    splits = ['test_final'] if args.evaluate else ['train', 'test', 'test_final']
+    data = {s: build_dataset(cfg, s, seed=ctx.seed) for s in splits if s in cfg['dataset']['args']}
+    workers = default_workers(cfg, args)
+    loaders = {s: build_loader(d, cfg, ctx, train=(s == 'train'), workers=workers) for s, d in data.items()}
+    for s, d in data.items():
+        log.info('%s: %d videos, %d classes', s, len(d), len(d.classes))
+    return data, loaders
+
+
+def baseline_checkpoint(args):
+    """The video model's starting weights: ``--pretrain``, nothing with ``--scratch``, else
+    ``checkpoints/<cfg path without first component and .yaml>/<--ckp>``."""
+    if args.scratch:
+        return None
+    if args.pretrain:
+        return args.pretrain
+    return os.path.join('checkpoints', config_run_name(args.config), args.ckp)
+
+
+def drl_output_dir(args):
+    """``<folder of the baseline checkpoint>/<sp cfg path without first component>``, e.g.
+    ``checkpoints/k400/res3d18/drl/fgsm-e3-i5`` (``_debug`` appended with ``--debug``);
+    ``--output-dir`` wins."""
+    if args.output_dir:
+        return args.output_dir
+    ckpt = baseline_checkpoint(args)
+    base = os.path.dirname(ckpt) if ckpt else os.path.join('checkpoints', config_run_name(args.config))
+    out = os.path.join(base, config_run_name(args.sp_config))
+    return out + '_debug' if args.debug else out
+
+
+def _head_fits(model, ckpt_path):
+    state = strip_prefix(load_checkpoint(ckpt_path).get('state_dict', {}))
+    head = unwrap(model).head
+    w = state.get('head.weight')
+    return w is not None and hasattr(head, 'weight') and tuple(w.shape) == tuple(head.weight.shape)
+
+
+def load_video_model(model, args, need_head):
+    """Load the baseline into the video model ``f``, keeping its classifier when it fits.
+
+    Args:
+        need_head: the run is meaningless with a fresh head (scoring a model, or DRL-dir's
+            pseudo-targets); then a head that does not fit is an error.
+    Returns:
+        the checkpoint path used, or ``None``.
+    """
+    path = baseline_checkpoint(args)
+    if path is None:
+        log.info('--scratch: the video model starts from random weights')
+        return None
+    if not os.path.isfile(path):
+        raise UserError(f'baseline checkpoint not found: {path} (train it with main.py, or give '
+                        f'--pretrain PATH / --ckp NAME / --scratch)')
+    copy_head = _head_fits(model, path)
+    if not copy_head and need_head:
+        raise UserError(f'{path}: its classifier does not fit this config\'s n_class; '
+                        'a video model without its trained head cannot be scored')
+    if not copy_head:
+        log.warning('%s: classifier does not fit n_class, the video model gets a fresh head', path)
+    load_pretrained(model, path, copy_head=copy_head)
+    return path
+
+
+def build_spatial_model(cfg, cfg_sp, ctx, args, ret_feat=()):
+    """The spatial model of the DRL config (``n_class`` from the main config), on the device,
+    with its 2D convolutions channels-last (faster forward + input gradient, same numbers).
+
+    ``sp_pretrain`` (a scoring run's checkpoint, key ``state_dict_sp``) initialises it; with
+    ``freeze_sp: true`` it is then fixed (eval mode, no gradients, not in the optimiser).
+    Returns:
+        the module, or ``None`` when the DRL config has ``model: null``.
+    """
+    from models import build_model
+    if not cfg_sp.get('model'):
+        return None
+    extra = {'ret_feat': list(ret_feat)} if ret_feat else {}
+    g = build_model(cfg_sp['model'], n_class=cfg['model']['args']['n_class'], **extra)
+    path = cfg_sp.get('sp_pretrain')
+    if path:
+        load_pretrained(g, path, copy_head=True, key='state_dict_sp')
+    elif cfg_sp.get('freeze_sp'):
+        raise UserError('freeze_sp: true needs sp_pretrain: PATH (a scoring run\'s checkpoint)')
+    frozen = bool(cfg_sp.get('freeze_sp'))
+    if frozen:
+        g.requires_grad_(False)
+    g = prepare_model(g, cfg_sp['model'], ctx, args, trainable=not frozen)
+    to_memory_format(unwrap(g))
+    return g
+
+
+def build_drl_optimizer(cfg_sp, f=None, g=None):
+    """One optimiser, one parameter group per trained model: ``g`` with
+    ``optimizer.model_sp.args``, ``f`` with ``optimizer.model.args`` (either may be ``None``,
+    i.e. not trained). The scheduler (``optimizer.schedule``) acts on both groups."""
+    opt = cfg_sp['optimizer']
+    groups = []
+    for module, key in ((g, 'model_sp'), (f, 'model')):
+        if module is None:
+            continue
+        if key not in opt:
+            raise UserError(f'DRL config: optimizer.{key}.args is needed to train that model')
+        params = [p for p in module.parameters() if p.requires_grad]
+        if params:
+            groups.append({'params': params, 'name': key, **(opt[key].get('args') or {})})
+    if not groups:
+        raise UserError('DRL config: nothing to train (no trainable model)')
+    optimizer = build_optimizer({'name': opt['name'], 'args': {}}, groups)
+    return optimizer, build_scheduler(opt, optimizer)
+
+
+def normalisation(cfg):
+    """(mean, std) of the main config's transform, for pictures of clips."""
+    norm = cfg['dataset'].get('transform', {}).get('normalize') or {}
+    return norm.get('mean', [0.0, 0.0, 0.0]), norm.get('std', [1.0, 1.0, 1.0])
+
+
+def freeze_module(m):
+    """Exclude a module from learning (no grads); its mode is set by the step."""
+    m.requires_grad_(False)
+    return m
+

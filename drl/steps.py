@@ -1,0 +1,254 @@
+"""The per-batch computations of the DRL scripts (SEMANTICS §5), as engine steps.
+
+- :class:`DRLAugStep` (``main-drl.py``): the spatial model ``g`` learns to mimic the video model
+  ``f`` (``KD``); with an attack ``f`` is also trained on clips perturbed against ``g``
+  (*adversarial augmentation*); without one it is *dynamic scoring* (``f`` fixed, eval mode).
+- :class:`DRLDirStep` (``main-drl-dir.py``): ``f`` is pushed away from a static model's
+  prediction (frozen / shuffled clips through ``f``, or ``g`` behind a gradient-reversal layer).
+
+Both record ``logits`` / ``logits_sp`` / ``labels`` on evaluation; ``summarize`` turns them into
+the dynamic score (``drl.metrics``) and, on the final test, the per-class CSV and chart.
+Tensors: ``x`` is ``B × K × C × T × H × W``, logits ``B × n_class``, labels ``B``.
+"""
+import logging
+import os
+
+import torch
+from torch.nn import functional as F
+
+from utils.checkpoint import unwrap
+from utils.engine import Step, StepOutput, accuracy, set_bn_eval
+
+from . import report
+from .grl import grad_reverse
+from .metrics import agreement, dynamic_scores, per_class_scores
+from .static import freeze_frames, shuffle_frames
+
+log = logging.getLogger('drl')
+
+
+def split_output(out):
+    """Model output -> (logits ``B × n``, feature dict); models with ``ret_feat`` return dicts."""
+    if isinstance(out, dict):
+        return out['pred'], out
+    return out, {}
+
+
+def _pooled(feat, frames):
+    """A feature map reduced to ``N × C`` so 2D (per-frame ``N × T × C × H × W``) and 3D
+    (``N × C × T × H × W``) maps compare; ``pool`` features (``B × K × D``) are kept."""
+    if feat.dim() != 5:
+        return feat
+    return feat.mean((1, 3, 4)) if frames else feat.mean((2, 3, 4))
+
+
+class FeatureLoss:
+    """``criterion_feat``: distil the video model's features into the spatial model's.
+
+    Config: ``{keys: [pool], name: MSELoss, args: {}, weight: 1.0}`` (name defaults to MSELoss).
+    """
+
+    def __init__(self, cfg):
+        from .losses import build_criterion
+        self.keys = list(cfg.get('keys') or [])
+        self.weight = float(cfg.get('weight', 1.0))
+        self.criterion = build_criterion(cfg.get('name', 'MSELoss'), **(cfg.get('args') or {}))
+
+    def __call__(self, feats_sp, feats):
+        total = 0.0
+        for k in self.keys:
+            a, b = _pooled(feats_sp[k], frames=True), _pooled(feats[k], frames=False)
+            total = total + self.criterion(a.float(), b.detach().float())
+        return self.weight * total
+
+
+class _DRLStep(Step):
+    """Shared parts: evaluation records, the dynamic score and its report files."""
+
+    def __init__(self, ctx=None, classes=None):
+        self.ctx, self.classes = ctx, classes
+
+    def summarize(self, records, tag):
+        if 'logits_sp' not in records or len(records['labels']) == 0:
+            return {}
+        logits, logits_sp, labels = records['logits'], records['logits_sp'], records['labels']
+        out = dynamic_scores(logits, logits_sp, labels)
+        if tag == 'test_final':
+            n_class = logits.shape[1]
+            rows = per_class_scores(logits, logits_sp, labels, n_class)
+            out['n_videos'] = int(labels.numel())
+            out['per_class_dynamic_score'] = {
+                (self.classes[r['class']] if self.classes else str(r['class'])): r['dynamic_score']
+                for r in rows if r['n'] > 0}
+            if self.ctx is not None and self.ctx.is_main:
+                d = self.ctx.out_dir
+                report.write_class_csv(rows, self.classes, os.path.join(d, 'dynamic_score_per_class.csv'))
+                report.plot_class_scores(rows, self.classes, os.path.join(d, 'dynamic_score_per_class.png'),
+                                         overall=out['dynamic_score'])
+        return out
+
+    def _eval_output(self, logits, logits_sp, labels):
+        acc1, acc5 = accuracy(logits.float(), labels)
+        metrics = {'loss': F.cross_entropy(logits.float(), labels).item(), 'Acc@1': acc1, 'Acc@5': acc5,
+                   'Acc@1_sp': accuracy(logits_sp.float(), labels, topk=(1,))[0],
+                   'agreement': agreement(logits_sp.float(), logits.argmax(1)) / 100}
+        return StepOutput(n=labels.shape[0], metrics=metrics,
+                          records={'logits': logits.detach(), 'logits_sp': logits_sp.detach(),
+                                   'labels': labels})
+
+
+class DRLAugStep(_DRLStep):
+    """DRL by adversarial augmentation, or dynamic scoring when ``attack`` is ``None``.
+
+    Args:
+        f: video model; g: spatial model (either may be DDP-wrapped).
+        criterion_sp: ``KD(o_sp, o)`` loss (batch mean).
+        attack: a :mod:`drl.attacks` object, or ``None`` (scoring: ``f`` in eval mode, untrained).
+        freeze_bn: keep ``f``'s BatchNorm layers in eval mode.
+        freeze_sp: ``g`` is fixed (eval mode, no gradients).
+        feat_loss: optional :class:`FeatureLoss`.
+        visualize: ``{'n_clips', 'every'}`` for the adversarial-example pictures (rank 0).
+        norm: ``(mean, std)`` of the input normalisation (for pictures).
+    """
+
+    def __init__(self, f, g, criterion_sp, attack=None, freeze_bn=False, freeze_sp=False,
+                 feat_loss=None, ctx=None, classes=None, visualize=None, norm=None):
+        super().__init__(ctx, classes)
+        self.f, self.g, self.criterion_sp, self.attack = f, g, criterion_sp, attack
+        self.scoring = attack is None
+        self.freeze_bn, self.freeze_sp, self.feat_loss = freeze_bn, freeze_sp, feat_loss
+        self.modules = {'state_dict': f, 'state_dict_sp': g}
+        self.visualize = dict({'n_clips': 4, 'every': 1}, **(visualize or {}))
+        self.norm = norm or ([0.0] * 3, [1.0] * 3)
+        self.epoch, self._vis_due = 0, False
+
+    def train(self, mode=True):
+        self.f.train(mode and not self.scoring)
+        if mode and self.freeze_bn:
+            set_bn_eval(self.f)
+        self.g.train(mode and not self.freeze_sp)
+        if mode:
+            self.epoch += 1
+            self._vis_due = self.visualize['every'] > 0 and (self.epoch - 1) % self.visualize['every'] == 0
+
+    def train_step(self, batch):
+        x, y = batch['video'], batch['label']
+        with torch.set_grad_enabled(not self.scoring):
+            o, feats = split_output(self.f(x))
+        with torch.set_grad_enabled(not self.freeze_sp):
+            o_sp, feats_sp = split_output(self.g(x))
+        loss_sp = self.criterion_sp(o_sp.float(), o.detach().float())
+        loss_clean = F.cross_entropy(o.float(), y)
+        metrics = {'loss_sp': loss_sp.item(), 'Acc@1': accuracy(o.detach().float(), y, topk=(1,))[0],
+                   'Acc@1_sp': agreement(o_sp.detach().float(), o.detach().argmax(1))}
+        loss_cls = loss_clean
+        if self.attack is not None:
+            y_hat = o.detach().argmax(1)
+            x_adv = self.attack(unwrap(self.g), x, y_hat)  # unwrapped: no DDP hooks for input grads
+            o_adv, _ = split_output(self.f(x_adv))
+            loss_adv = F.cross_entropy(o_adv.float(), y)
+            loss_cls = (loss_clean + loss_adv) / 2
+            metrics.update(loss_clean=loss_clean.item(), loss_adv=loss_adv.item(),
+                           **{'Acc@1_adv': accuracy(o_adv.detach().float(), y, topk=(1,))[0]})
+            self._maybe_visualize(x, x_adv)
+        loss = loss_cls + loss_sp
+        if self.feat_loss is not None:
+            loss_feat = self.feat_loss(feats_sp, feats)
+            loss = loss + loss_feat
+            metrics['loss_feat'] = float(loss_feat)
+        metrics['loss'] = loss.item()
+        return StepOutput(loss=loss, n=y.shape[0], metrics=metrics)
+
+    @torch.no_grad()
+    def eval_step(self, batch):
+        x, y = batch['video'], batch['label']
+        o, _ = split_output(self.f(x))
+        o_sp, _ = split_output(self.g(x))
+        out = self._eval_output(o, o_sp, y)
+        out.metrics['loss_sp'] = self.criterion_sp(o_sp.float(), o.float()).item()
+        return out
+
+    def _maybe_visualize(self, x, x_adv):
+        """First training batch of every ``visualize.every``-th epoch, rank 0 only."""
+        if not self._vis_due or self.ctx is None or not self.ctx.is_main:
+            return
+        self._vis_due = False
+        mean, std = self.norm
+        eps = getattr(self.attack, 'eps', 1.0)
+        grid = report.adversarial_grid(x, x_adv, mean, std, eps, n_clips=self.visualize['n_clips'])
+        path = os.path.join(self.ctx.out_dir, 'adversarial', f'epoch_{self.epoch:03d}.png')
+        report.save_image(grid, path, title=f'clean | perturbed | perturbation (x{0.5 / eps:.0f}), '
+                                            f'epoch {self.epoch}')
+        if self.ctx.writer is not None:
+            self.ctx.writer.add_image('adversarial_examples', grid, self.epoch)
+        log.info('adversarial examples: %s', path)
+
+
+class DRLDirStep(_DRLStep):
+    """DRL by direct optimisation: ``L = CE(o, y) − λ·w·KD(o_s, o) [− CE(o_s, y)]``.
+
+    Args:
+        f: video model; g: spatial model behind gradient reversal, or ``None`` to use static
+            clips through ``f`` (``shuffle``: random frame order, else first frame repeated).
+        criterion_sp: per-sample (``reduction='none'``) ``KD(o_s, o)``; its gradient reaches ``o``.
+        lam: λ (``criterion.lambda``); scale: weight each sample's penalty by
+            ``1 − exp(−max(0, CE_s − CE))`` (detached).
+        seed: seeds the frame orders used on evaluation (reproducible shuffled clips).
+    """
+
+    def __init__(self, f, g, criterion_sp, lam=0.5, scale=False, shuffle=False, freeze_bn=False,
+                 ctx=None, classes=None, seed=0):
+        super().__init__(ctx, classes)
+        self.f, self.g, self.criterion_sp = f, g, criterion_sp
+        self.lam, self.scale, self.shuffle, self.freeze_bn, self.seed = lam, scale, shuffle, freeze_bn, seed
+        self.modules = {'state_dict': f, **({'state_dict_sp': g} if g is not None else {})}
+
+    def train(self, mode=True):
+        self.f.train(mode)
+        if mode and self.freeze_bn:
+            set_bn_eval(self.f)
+        if self.g is not None:
+            self.g.train(mode)
+
+    def static_logits(self, x, training, generator=None):
+        """The static model's logits ``B × n``: ``g(x)`` (reversed gradient while training) or
+        ``f`` on frozen / shuffled clips (no gradient)."""
+        if self.g is not None:
+            o_s, _ = split_output(self.g(x))
+            return grad_reverse(o_s) if training else o_s
+        x_s = shuffle_frames(x, generator) if self.shuffle else freeze_frames(x)
+        with torch.no_grad():
+            return split_output(self.f(x_s))[0].detach()
+
+    def train_step(self, batch):
+        x, y = batch['video'], batch['label']
+        o, _ = split_output(self.f(x))
+        o_s = self.static_logits(x, training=True)
+        o32, os32 = o.float(), o_s.float()
+        kd = self.criterion_sp(os32, o32)  # B: KL(p(x) ‖ p(x_s)), gradient reaches o
+        ce = F.cross_entropy(o32, y, reduction='none')
+        ce_s = F.cross_entropy(os32, y, reduction='none')
+        w = (1 - torch.exp(-(ce_s - ce).clamp(min=0))).detach() if self.scale else torch.ones_like(kd)
+        penalty = (w * kd).mean()
+        loss = ce.mean() - self.lam * penalty
+        if self.g is not None:
+            loss = loss - ce_s.mean()  # reversed for g: it learns to classify
+        metrics = {'loss': loss.item(), 'loss_cls': ce.mean().item(), 'loss_sp': kd.mean().item(),
+                   'loss_cls_s': ce_s.mean().item(), 'penalty_weight': w.mean().item(),
+                   'Acc@1': accuracy(o32.detach(), y, topk=(1,))[0],
+                   'Acc@1_s': accuracy(os32.detach(), y, topk=(1,))[0],
+                   'Acc@1_sp': agreement(os32.detach(), o32.detach().argmax(1))}
+        return StepOutput(loss=loss, n=y.shape[0], metrics=metrics)
+
+    @torch.no_grad()
+    def eval_step(self, batch):
+        x, y = batch['video'], batch['label']
+        gen = None
+        if self.shuffle and self.g is None:
+            # frame orders depend on the seed and the videos, not on batch composition order
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(batch['index'][0]))
+        o, _ = split_output(self.f(x))
+        o_s = self.static_logits(x, training=False, generator=gen)
+        out = self._eval_output(o, o_s, y)
+        out.metrics['loss_sp'] = self.criterion_sp(o_s.float(), o.float()).mean().item()
+        return out

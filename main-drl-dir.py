@@ -1,0 +1,74 @@
+"""DRL by direct optimisation: penalise the video model for agreeing with a static model.
+
+    python main-drl-dir.py configs/k400/res3d18.yaml configs/drl/kd0.5-freeze.yaml
+    python main-drl-dir.py configs/k400/res3d18.yaml configs/drl/kd0.5-shuffle.yaml
+    python main-drl-dir.py configs/scenemotion/res3d18.yaml configs/drl/kd0.5-freeze.yaml \
+        sp.optimizer.epochs=1 --pretrain runs/base/checkpoint.pth.tar --output-dir runs/dir
+
+The static input is the clip frozen (first frame repeated) or shuffled, or a spatial model
+(``model:`` in the DRL config) behind gradient reversal. See docs/drl.md.
+"""
+import logging
+
+from drl.build import build_data, build_drl_optimizer, build_spatial_model, drl_output_dir, load_video_model
+from drl.losses import build_criterion
+from drl.steps import DRLDirStep
+from utils.args import base_parser
+from utils.build import prepare_model
+from utils.config import load_config, load_sp_config
+from utils.engine import Engine
+from utils.errors import UserError
+from utils.runner import apply_batch_flags, run_entry, setup_run
+
+log = logging.getLogger('drl')
+
+
+def get_args_parser():
+    return base_parser('DRL by direct optimisation of a video model.', two_configs=True)
+
+
+def build_step(cfg, cfg_sp, ctx, args, classes):
+    from models import build_model
+    f = build_model(cfg['model'])
+    load_video_model(f, args, need_head=False)
+    f = prepare_model(f, cfg['model'], ctx, args)
+    g = build_spatial_model(cfg, cfg_sp, ctx, args)
+    if g is not None and cfg_sp.get('freeze_sp'):
+        raise UserError('main-drl-dir.py trains its spatial model through gradient reversal: '
+                        'freeze_sp is not supported here')
+    crit = cfg_sp.get('criterion') or {'name': 'KDLoss'}
+    # per-sample values: the penalty may be weighted per sample (criterion.scale)
+    criterion = build_criterion(crit['name'], **dict(crit.get('args') or {}, reduction='none'))
+    static = 'spatial model (gradient reversal)' if g is not None else \
+        ('shuffled clips' if cfg_sp.get('shuffle') else 'frozen clips')
+    log.info('static input: %s; lambda %s; scale %s', static, crit.get('lambda', 0.5), crit.get('scale', False))
+    return DRLDirStep(f, g, criterion, lam=float(crit.get('lambda', 0.5)),
+                      scale=bool(crit.get('scale', False)), shuffle=bool(cfg_sp.get('shuffle', False)),
+                      freeze_bn=cfg['model'].get('freeze_bn', False), ctx=ctx, classes=classes,
+                      seed=ctx.seed)
+
+
+def main(args):
+    cfg = apply_batch_flags(load_config(args.config, args.overrides), args)
+    cfg_sp = load_sp_config(args.sp_config, args.overrides)
+    if args.seed is None and 'seed' in cfg_sp:
+        args.seed = cfg_sp['seed']
+    ctx = setup_run(args, cfg, drl_output_dir(args), cfg_sp=cfg_sp)
+    ctx.extra.update(config=cfg, config_sp=cfg_sp)
+
+    data, loaders = build_data(cfg, ctx, args)
+    step = build_step(cfg, cfg_sp, ctx, args, next(iter(data.values())).classes)
+    optimizer, scheduler = build_drl_optimizer(cfg_sp, f=step.f, g=step.g)
+    engine = Engine(step, optimizer, scheduler, ctx, epochs=cfg_sp['optimizer']['epochs'])
+    if args.evaluate:
+        if not engine.resume(enabled=True):
+            raise UserError(f'-e: no checkpoint of this DRL run in {ctx.out_dir}')
+    else:
+        engine.resume(enabled=not args.no_resume)
+        engine.fit(loaders['train'], loaders.get('test'))
+    if 'test_final' in loaders:
+        engine.test(loaders['test_final'], use_best=not args.evaluate)
+
+
+if __name__ == '__main__':
+    run_entry(main, get_args_parser().parse_intermixed_args())

@@ -1,0 +1,119 @@
+"""Test helpers: write real encoded videos (PyAV) and broken files.
+
+Frames come from a generator ``frame_fn(i, h, w) -> uint8 h × w × 3``. The default,
+:func:`index_frame`, writes ``i`` into the picture in a form that survives lossy coding, so a
+test can read back which source frame a decoder returned (:func:`frame_id`).
+"""
+import fractions
+import os
+
+import av
+import cv2
+import numpy as np
+
+# codec, container extension and pixel format of each supported kind
+FORMATS = {
+    'mp4': ('libx264', 'yuv420p', {'g': '12', 'bf': '2', 'crf': '18'}),
+    'avi': ('mpeg4', 'yuv420p', {'g': '12', 'qscale': '2'}),
+    'webm': ('libvpx-vp9', 'yuv420p', {'g': '12', 'crf': '20', 'b': '0',
+                                       'deadline': 'realtime', 'cpu-used': '8'}),
+}
+BITS = (2, 8)  # frame id written as a 2 × 8 grid of black / white blocks (16 bits)
+
+
+def index_frame(i, h, w):
+    """Frame ``i``: bit ``b`` of ``i`` paints block ``b`` of a 2 × 8 grid white. Survives
+    lossy coding and resizing, so :func:`frame_id` reads ``i`` back from any decoded frame."""
+    rows, cols = BITS
+    f = np.full((h, w, 3), 16, np.uint8)
+    for b in range(rows * cols):
+        if (i >> b) & 1:
+            r, c = divmod(b, cols)
+            f[r * h // rows:(r + 1) * h // rows, c * w // cols:(c + 1) * w // cols] = 235
+    return f
+
+
+def frame_id(frame):
+    """Inverse of :func:`index_frame` on a decoded ``H × W × 3`` uint8 frame (block centres)."""
+    rows, cols = BITS
+    h, w = frame.shape[:2]
+    i = 0
+    for b in range(rows * cols):
+        r, c = divmod(b, cols)
+        y0, y1 = (4 * r + 1) * h // (4 * rows), (4 * r + 3) * h // (4 * rows)
+        x0, x1 = (4 * c + 1) * w // (4 * cols), (4 * c + 3) * w // (4 * cols)
+        if float(frame[y0:y1, x0:x1].astype(np.float32).mean()) > 128:
+            i |= 1 << b
+    return i
+
+
+def write_video(path, n_frames, fps=30, size=(64, 48), frame_fn=index_frame, fmt=None):
+    """Encode ``n_frames`` frames of ``size=(width, height)`` at ``fps`` to ``path``.
+
+    ``fmt`` is ``'mp4'`` (H.264), ``'avi'`` (MPEG-4 part 2) or ``'webm'`` (VP9); by default
+    taken from the extension. Returns ``path``.
+    """
+    fmt = fmt or os.path.splitext(path)[1].lstrip('.')
+    codec, pix_fmt, opts = FORMATS[fmt]
+    w, h = size
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    with av.open(path, 'w') as c:
+        s = c.add_stream(codec, rate=fractions.Fraction(fps).limit_denominator(1001))
+        s.width, s.height, s.pix_fmt = w, h, pix_fmt
+        s.options = dict(opts)
+        for i in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(frame_fn(i, h, w), format='rgb24')
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def write_frames(folder, n_frames, size=(64, 48), frame_fn=index_frame):
+    """Write ``00001.jpg``, ``00002.jpg``… (SSv1 / Jester layout). Returns ``folder``."""
+    os.makedirs(folder, exist_ok=True)
+    w, h = size
+    for i in range(n_frames):
+        rgb = frame_fn(i, h, w)
+        cv2.imwrite(os.path.join(folder, f'{i + 1:05d}.jpg'), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return folder
+
+
+def write_corrupt(path, src=None, keep=0.3):
+    """A corrupt video: the first ``keep`` fraction of a real mp4 (its index is lost) followed
+    by garbage bytes; without ``src`` only garbage."""
+    data = b''
+    if src is not None:
+        with open(src, 'rb') as f:
+            full = f.read()
+        data = full[:int(len(full) * keep)]
+    data += np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    with open(path, 'wb') as f:
+        f.write(data)
+    return path
+
+
+def write_empty(path):
+    """A zero-length file."""
+    open(path, 'wb').close()
+    return path
+
+
+def write_audio_only(path, seconds=1.0, rate=16000):
+    """A valid container with one audio stream and no video stream (AAC in .mp4)."""
+    with av.open(path, 'w') as c:
+        s = c.add_stream('aac', rate=rate)
+        s.layout = 'mono'
+        n, pos = int(seconds * rate), 0
+        while pos < n:
+            chunk = np.sin(np.arange(pos, pos + 1024) / 10.0).astype(np.float32)[None]
+            f = av.AudioFrame.from_ndarray(chunk, format='fltp', layout='mono')
+            f.sample_rate, f.pts = rate, pos
+            for p in s.encode(f):
+                c.mux(p)
+            pos += 1024
+        for p in s.encode():
+            c.mux(p)
+    return path
