@@ -51,12 +51,19 @@ def full(path, mode, g, transform):
     return transform(video, g)
 
 
-def one_pass(files, fn):
-    """Clips per second over every file read twice (the same positions for every pass)."""
-    t = time.perf_counter()
+def one_pass(files, fns):
+    """Clips per second of each ``fn(path, generator)`` over every file read twice.
+
+    The functions run interleaved file by file (same positions: same generator seed), so a
+    change of machine load hits them alike and their ratio stays meaningful.
+    """
+    spent = [0.0] * len(fns)
     for k, f in enumerate(files * 2):
-        fn(f, torch.Generator().manual_seed(k))
-    return 2 * len(files) * N_CLIPS / (time.perf_counter() - t)
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            fn(f, torch.Generator().manual_seed(k))
+            spent[i] += time.perf_counter() - t
+    return [2 * len(files) * N_CLIPS / s for s in spent]
 
 
 def time_ops(repeat=20):
@@ -97,11 +104,9 @@ def main():
     train = a.transform == 'train'
     mode = 'random' if train else 'uniform'
     tf = build_transform(RECIPE, train=train)
-    one_pass(files[:2], lambda f, g: full(f, mode, g, tf))  # warm-up (imports, caches)
-    dec, ful = [], []
-    for _ in range(a.repeat):
-        dec.append(one_pass(files, lambda f, g: decode_only(f, mode, g)))
-        ful.append(one_pass(files, lambda f, g: full(f, mode, g, tf)))
+    fns = [lambda f, g: decode_only(f, mode, g), lambda f, g: full(f, mode, g, tf)]
+    one_pass(files[:2], fns)  # warm-up (imports, caches)
+    dec, ful = zip(*[one_pass(files, fns) for _ in range(a.repeat)])
     d, p = statistics.median(dec), statistics.median(ful)
     print(f'{len(files)} files x2, {a.transform} transform, {a.repeat} passes, 1 thread')
     print(f'decode only (seek + decode, no conversion): {d:.1f} clips/s '

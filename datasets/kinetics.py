@@ -7,7 +7,8 @@ On-disk layout (root: see :mod:`datasets.paths`)::
     <root>/train/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4
     <root>/val/<label>/...                 (``validate/`` also accepted; or no split folder)
 
-A ``<label>`` folder may use the csv name ("air drumming") or underscores ("air_drumming").
+A ``<label>`` folder may use the csv name ("air drumming") or underscores ("air_drumming"),
+or be absent (the CVDF release: ``<root>/train/<youtube_id>_<start>_<end>.mp4``, ``val.csv``).
 Without ``label_map.txt`` the classes are the sorted labels of ``train.csv``.
 Mini-Kinetics-200: its own ``train.csv`` / ``validate.csv`` / ``label_map.txt`` under the
 ``mini_kinetics_200`` root; the videos are those of the Kinetics-400 root.
@@ -21,7 +22,7 @@ from .paths import annotation_phase, finish, first_existing, require_file, resol
 
 EXPECTS = '<root>/train.csv, validate.csv, [label_map.txt], train/<label>/<ytid>_<start>_<end>.mp4, val/...'
 PHASES = {'train': 'train', 'val': 'val', 'validate': 'val', 'validation': 'val', 'test': 'val'}
-CSV_NAMES = {'train': 'train.csv', 'val': 'validate.csv'}
+CSV_NAMES = {'train': ('train.csv',), 'val': ('validate.csv', 'val.csv')}  # DeepMind, CVDF
 SPLIT_DIRS = {'train': ('train',), 'val': ('val', 'validate', 'valid', 'validation')}
 
 
@@ -34,12 +35,13 @@ def read_rows(csv_path):
     return rows
 
 
-def read_classes(ann_dir, train_csv):
+def read_classes(ann_dir):
     """Class names: ``label_map.txt`` if present, else the sorted labels of ``train.csv``."""
     label_map = ann_dir / 'label_map.txt'
     if label_map.is_file():
         with open(label_map) as f:
             return [line.strip() for line in f if line.strip()]
+    train_csv = require_file(ann_dir, 'train.csv', 'kinetics', expects=EXPECTS)
     return sorted({r['label'] for r in read_rows(train_csv)})
 
 
@@ -58,8 +60,9 @@ def parse(ann_dir, video_root, phase):
     Returns:
         ``(classes, records)``; rows whose label is not a class are dropped.
     """
-    csv_path = require_file(ann_dir, CSV_NAMES[phase], 'kinetics', expects=EXPECTS)
-    classes = read_classes(ann_dir, require_file(ann_dir, 'train.csv', 'kinetics', expects=EXPECTS))
+    csv_path = first_existing(ann_dir, CSV_NAMES[phase], 'file') or require_file(
+        ann_dir, CSV_NAMES[phase][0], 'kinetics', expects=EXPECTS)
+    classes = read_classes(ann_dir)
     index = {c: i for i, c in enumerate(classes)}
     base = first_existing(video_root, SPLIT_DIRS[phase]) or video_root
     label_dirs = {}
@@ -68,9 +71,8 @@ def parse(ann_dir, video_root, phase):
         label = row['label']
         if label not in index:
             continue
-        if label not in label_dirs:  # csv name, else the underscore spelling if only that exists
-            alt = base / label.replace(' ', '_')
-            label_dirs[label] = alt if not (base / label).is_dir() and alt.is_dir() else base / label
+        if label not in label_dirs:  # csv name, underscore spelling, or no class folders (CVDF)
+            label_dirs[label] = first_existing(base, (label, label.replace(' ', '_')), 'dir') or base
         vid = video_name(row)
         records.append(VideoRecord(str(label_dirs[label] / f'{vid}.mp4'), index[label], vid, 'video'))
     return classes, records

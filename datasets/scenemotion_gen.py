@@ -133,8 +133,9 @@ def make_sprite(size, rng):
     tint = rng.uniform(0, 255, 3).astype(np.float32)
     rgb = 0.5 * rgb + 0.5 * tint
     border = max(2, h // 6)
-    rgb[:border], rgb[-border:], rgb[:, :border], rgb[:, -border:] = (
-        255.0 - tint if rng.random() < 0.5 else tint)
+    edge = 255.0 - tint if rng.random() < 0.5 else tint  # contrasting or matching border
+    for sl in (np.s_[:border], np.s_[-border:], np.s_[:, :border], np.s_[:, -border:]):
+        rgb[sl] = edge
     return np.concatenate([rgb, np.full((h, w, 1), 1.0, np.float32)], axis=2)
 
 

@@ -64,41 +64,39 @@ def parse_v2(root, phase):
     return classes, records
 
 
-def parse_frames_csv(root, prefix, frames_dir, dataset):
-    """Return a parser for the ``id;label`` csv datasets (SSv1, Jester).
+def frames_expects(prefix, frames_dir):
+    return f'<root>/{prefix}-{{labels,train,validation}}.csv and <root>/{frames_dir}/<id>/00001.jpg'
+
+
+def parse_frames_csv(root, phase, prefix, frames_dir, dataset):
+    """Parse an ``id;label`` csv dataset (SSv1, Jester) for ``phase`` (train / validation).
 
     Returns:
-        ``parse(phase) -> (classes, records)`` with frame-folder records.
+        ``(classes, records)``: classes in labels-csv order, frame-folder records.
     """
-    expects = (f'<root>/{prefix}-{{labels,train,validation}}.csv and '
-               f'<root>/{frames_dir}/<id>/00001.jpg')
-
-    def parse(phase):
-        labels = require_file(root, f'{prefix}-labels.csv', dataset, expects=expects)
-        with open(labels) as f:
-            classes = [line.strip() for line in f if line.strip()]
-        index = {c: i for i, c in enumerate(classes)}
-        ann = require_file(root, f'{prefix}-{phase}.csv', dataset, expects=expects)
-        base = first_existing(root, (frames_dir,)) or root
-        records = []
-        with open(ann, newline='') as f:
-            for row in csv.reader(f, delimiter=';'):
-                if not row:
-                    continue
-                if len(row) != 2 or row[1] not in index:
-                    raise ValueError(f'{ann}: line {row!r} is not "<id>;<class in {labels.name}>"')
-                records.append(VideoRecord(str(base / row[0]), index[row[1]], row[0], 'frames'))
-        return classes, records
-
-    return parse, expects
+    expects = frames_expects(prefix, frames_dir)
+    labels = require_file(root, f'{prefix}-labels.csv', dataset, expects=expects)
+    with open(labels) as f:
+        classes = [line.strip() for line in f if line.strip()]
+    index = {c: i for i, c in enumerate(classes)}
+    ann = require_file(root, f'{prefix}-{phase}.csv', dataset, expects=expects)
+    base = first_existing(root, (frames_dir,)) or root
+    records = []
+    with open(ann, newline='') as f:
+        for row in csv.reader(f, delimiter=';'):
+            if not row:
+                continue
+            if len(row) != 2 or row[1] not in index:
+                raise ValueError(f'{ann}: line {row!r} is not "<id>;<class in {labels.name}>"')
+            records.append(VideoRecord(str(base / row[0]), index[row[1]], row[0], 'frames'))
+    return classes, records
 
 
 def build_frames(cfg, split, clip_args, transform, name, family, prefix, frames_dir, fewshot):
     """Shared builder of SSv1 and Jester (and their ``_fs`` variants)."""
-    _, expects = parse_frames_csv(None, prefix, frames_dir, family)
-    root = resolve_root(cfg, family, expects=expects)
-    parse, _ = parse_frames_csv(root, prefix, frames_dir, family)
-    classes, records = parse(annotation_phase(clip_args, split, PHASES, default_eval='validation'))
+    root = resolve_root(cfg, family, expects=frames_expects(prefix, frames_dir))
+    phase = annotation_phase(clip_args, split, PHASES, default_eval='validation')
+    classes, records = parse_frames_csv(root, phase, prefix, frames_dir, family)
     if fewshot:
         classes, records = fewshot_view(family, classes, records, clip_args, split)
     return finish(cfg, name, split, records, classes, clip_args, transform)

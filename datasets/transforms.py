@@ -66,7 +66,7 @@ def color_jitter(x, order, vals):
     ``adjust_saturation`` / ``adjust_hue`` applied in ``order`` (each result clamped to
     [0, 1]; contrast blends each frame with its own mean grey level), done with OpenCV's
     SIMD per-pixel kernels (saturation is one 3 × 3 colour matrix; hue is a shift of H in
-    float HSV — OpenCV wraps H itself) instead of many strided tensor passes.
+    float HSV) instead of many strided tensor passes.
     """
     img = _as_image(x)
     gw = np.asarray([GRAY], np.float32)
@@ -85,7 +85,8 @@ def color_jitter(x, order, vals):
             x = torch.from_numpy(img).view(x.shape).clamp_(0, 1)
         else:         # hue: rotate H (degrees) in HSV, S and V unchanged
             hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
-            cv2.add(hsv, (v * 360.0, 0.0, 0.0, 0.0), dst=hsv)
+            # OpenCV wraps H >= 360 back into range but not H < 0: shift by a positive angle
+            cv2.add(hsv, ((v * 360.0) % 360.0, 0.0, 0.0, 0.0), dst=hsv)
             cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=img)
     return x
 

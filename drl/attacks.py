@@ -9,13 +9,15 @@ so that it has the intended size before normalisation.
 Only input gradients are computed (``torch.autograd.grad`` w.r.t. the perturbation): no weight
 ``.grad`` is touched and autograd skips the weight-gradient kernels. The model runs in eval mode
 during the attack (its BN statistics must not move) and in fp32 (autocast off), and every
-module's mode is restored afterwards.
+module's mode is restored afterwards. By default the attack runs on a copy of the model with
+BatchNorm folded into the convolutions (``fuse_bn``), which is the same function in eval mode.
 
 The ``SP`` variants keep one perturbation per position of the dims in ``cp_dim`` (size 1 there,
 e.g. time), so all frames of a clip receive the same perturbation: a static, appearance-only
 attack.
 """
 import contextlib
+import copy
 
 import torch
 from torch.nn import functional as F
@@ -28,6 +30,55 @@ ATTACKS = Registry('adversary')
 def build_attack(name, **kwargs):
     """``build_attack('FGSM', eps=0.03, iters=5, ...)`` from a config's ``adversary`` block."""
     return ATTACKS.get(name)(**kwargs)
+
+
+@contextlib.contextmanager
+def frozen_weights(model):
+    """Weights stop requiring gradients (restored on exit): the attack's graph then neither
+    computes weight gradients nor keeps the activations that only those would need."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def fuse_conv_bn(model):
+    """An eval-mode copy of ``model`` with every BatchNorm folded into the convolution before
+    it (same function up to float rounding, one pass less over each activation map).
+
+    Pairs are found by name, as laid out in torchvision ResNets: ``convN`` / ``bnN``
+    attributes of one module and ``Sequential(conv, bn)`` downsample branches. Returns the
+    original model (in eval mode via the caller) when nothing can be fused.
+    """
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    fused = copy.deepcopy(model).eval()
+    n = 0
+    for module in fused.modules():
+        for name, child in list(module.named_children()):
+            bn_name = name.replace('conv', 'bn', 1)
+            pair = getattr(module, bn_name, None) if name.startswith('conv') else None
+            if isinstance(child, nn.Conv2d) and isinstance(pair, nn.BatchNorm2d):
+                setattr(module, name, _fused(child, pair, fuse_conv_bn_eval))
+                setattr(module, bn_name, nn.Identity())
+                n += 1
+        if isinstance(module, nn.Sequential) and len(module) == 2 and \
+                isinstance(module[0], nn.Conv2d) and isinstance(module[1], nn.BatchNorm2d):
+            module[0] = _fused(module[0], module[1], fuse_conv_bn_eval)
+            module[1] = nn.Identity()
+            n += 1
+    return fused if n else model
+
+
+def _fused(conv, bn, fuse):
+    out = fuse(conv, bn)
+    if conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous():
+        out = out.to(memory_format=torch.channels_last)
+    return out
 
 
 @contextlib.contextmanager
@@ -50,12 +101,13 @@ def _logits(out):
 class _Attack:
     """Shared machinery: scale broadcasting, perturbation shape, input gradients."""
 
-    def __init__(self, eps, iters, scale=None, dim=None, cp_dim=None):
+    def __init__(self, eps, iters, scale=None, dim=None, cp_dim=None, fuse_bn=True):
         if eps < 0 or iters < 1:
             raise ValueError(f'need eps >= 0 and iters >= 1, got eps={eps}, iters={iters}')
         self.eps, self.iters = float(eps), int(iters)
         self.scale = None if scale is None else [float(s) for s in scale]
         self.dim = dim
+        self.fuse_bn = bool(fuse_bn)  # fold BN into convs during the attack (fuse_conv_bn)
         self.cp_dim = () if cp_dim is None else tuple([cp_dim] if isinstance(cp_dim, int) else cp_dim)
 
     def __repr__(self):
@@ -92,8 +144,10 @@ class _Attack:
         """x: ``B × K × C × T × H × W``, y: ``B`` -> ``x_adv`` (same shape, detached, fp32)."""
         device_type = x.device.type
         x = x.detach().float()
-        with eval_mode(model), torch.autocast(device_type, enabled=False), torch.enable_grad():
-            delta = self.run(model, x, y, self._scale(x))
+        with eval_mode(model), frozen_weights(model), torch.autocast(device_type, enabled=False), \
+                torch.enable_grad():
+            net = fuse_conv_bn(model) if self.fuse_bn else model
+            delta = self.run(net, x, y, self._scale(x))
         return (x + delta).detach()
 
     def run(self, model, x, y, scale):  # pragma: no cover - abstract
@@ -112,10 +166,13 @@ class FGSM(_Attack):
         momentum: ``g ← g + momentum · g_prev`` (``g_prev`` is the accumulated gradient).
         scale: per-channel normalisation std, along tensor dim ``dim``.
         cp_dim: dims along which the perturbation is shared (see ``SPFGSM``).
+        fuse_bn: run the attack on a copy of the model with BatchNorm folded into the
+            convolutions (~1.2× faster on CPU; equal up to float rounding, which can flip the
+            sign of a near-zero gradient entry).
     """
 
-    def __init__(self, eps, iters=1, momentum=0.0, scale=None, dim=None, cp_dim=None):
-        super().__init__(eps, iters, scale, dim, cp_dim)
+    def __init__(self, eps, iters=1, momentum=0.0, scale=None, dim=None, cp_dim=None, fuse_bn=True):
+        super().__init__(eps, iters, scale, dim, cp_dim, fuse_bn)
         self.momentum = float(momentum)
 
     def run(self, model, x, y, scale):
@@ -140,13 +197,13 @@ class PGD(_Attack):
         alpha: step size in pixel units.
         iters: number of steps.
         rand_start: start from a uniform random point of the ball.
-        scale, dim, cp_dim: as in :class:`FGSM`.
+        scale, dim, cp_dim, fuse_bn: as in :class:`FGSM`.
         generator: optional ``torch.Generator`` for the random start (same device as x).
     """
 
     def __init__(self, eps, alpha, iters, rand_start=True, scale=None, dim=None, cp_dim=None,
-                 generator=None):
-        super().__init__(eps, iters, scale, dim, cp_dim)
+                 generator=None, fuse_bn=True):
+        super().__init__(eps, iters, scale, dim, cp_dim, fuse_bn)
         self.alpha, self.rand_start, self.generator = float(alpha), bool(rand_start), generator
 
     def run(self, model, x, y, scale):
@@ -168,8 +225,8 @@ class PGD(_Attack):
 class SPFGSM(FGSM):
     """:class:`FGSM` with one perturbation shared along ``cp_dim`` (default: time, dim 3)."""
 
-    def __init__(self, eps, iters=1, momentum=0.0, scale=None, dim=None, cp_dim=(3,)):
-        super().__init__(eps, iters, momentum, scale, dim, cp_dim)
+    def __init__(self, eps, iters=1, momentum=0.0, scale=None, dim=None, cp_dim=(3,), fuse_bn=True):
+        super().__init__(eps, iters, momentum, scale, dim, cp_dim, fuse_bn)
 
 
 @ATTACKS.register('SPPGD')
@@ -177,5 +234,5 @@ class SPPGD(PGD):
     """:class:`PGD` with one perturbation shared along ``cp_dim`` (default: time, dim 3)."""
 
     def __init__(self, eps, alpha, iters, rand_start=True, scale=None, dim=None, cp_dim=(3,),
-                 generator=None):
-        super().__init__(eps, alpha, iters, rand_start, scale, dim, cp_dim, generator)
+                 generator=None, fuse_bn=True):
+        super().__init__(eps, alpha, iters, rand_start, scale, dim, cp_dim, generator, fuse_bn)

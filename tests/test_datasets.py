@@ -108,6 +108,14 @@ def test_kinetics_label_map_and_layout_variants(tmp_path):
     train = build_dataset(cfg, 'train')
     assert train.classes == ['zumba', 'air drumming'] and len(train) == 2 and not train.missing
     assert len(build_dataset(cfg, 'test')) == 2
+    # the CVDF release: val.csv and no class folders
+    os.rename(root / 'validate.csv', root / 'val.csv')
+    for label in ('zumba', 'air drumming'):
+        for f in os.listdir(root / 'validate' / label):
+            os.rename(root / 'validate' / label / f, root / 'validate' / f)
+        os.rmdir(root / 'validate' / label)
+    test = build_dataset(cfg, 'test')
+    assert len(test) == 2 and sorted(test.labels) == [0, 1] and not test.missing
 
 
 def test_mini_kinetics_reads_k400_videos(tmp_path, monkeypatch):

@@ -90,7 +90,7 @@ def test_frame_folder(files):
 def texture(i, h, w):
     """Smooth coloured texture that moves with i (for resize comparisons)."""
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    f = np.stack([np.sin((x + 3 * i) / 5), np.cos(y / 4 + i / 7), np.sin((x + y) / 9)], -1)
+    f = np.stack([np.sin((x + 3 * i) / 9), np.cos(y / 8 + i / 7), np.sin((x + y) / 12)], -1)
     return ((f + 1) * 110 + 10).astype(np.uint8)
 
 
@@ -103,9 +103,13 @@ def test_short_side_resize_in_swscale_close_to_torchvision(tmp_path, ext):
     assert small.shape == (1, 4, 36, 48, 3) and resized_hw(72, 96, 36) == (36, 48)
     ref = TF.resize(full[0].permute(0, 3, 1, 2), [36, 48], antialias=True).permute(0, 2, 3, 1)
     diff = (small[0].float() - ref.float()).abs()
-    # swscale's bilinear filter vs torchvision's antialiased bilinear: same picture, small
-    # rounding / filter-phase differences (a wrong size or frame gives tens of levels)
-    assert diff.mean() < 2.0, diff.mean()
+    # swscale (scaled yuv420p -> rgb, chroma taken at its own resolution) vs torchvision's
+    # antialiased bilinear on the full-size RGB frame: same picture, a few levels (~2 on
+    # natural video, ~4 on this saturated texture) of
+    # filter / chroma-siting difference; a wrong frame or misplaced resize gives tens
+    assert diff.mean() < 5.0, diff.mean()
+    other, _ = read_clips(path, 1, 4, 5, 'uniform', short_side=36)
+    assert (other[0].float() - ref.float()).abs().mean() > 10
 
 
 def test_resized_hw_matches_torchvision_rounding():

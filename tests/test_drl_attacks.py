@@ -15,7 +15,7 @@ STD_T = torch.tensor(STD).view(1, 1, 3, 1, 1, 1)
 def setup():
     torch.manual_seed(0)
     g = build_model({'name': 'resnet2d', 'args': {'model_depth': 18, 'n_class': 5}})
-    x = torch.randn(2, 1, 3, 4, 32, 32)  # B × K × C × T × H × W
+    x = torch.randn(2, 1, 3, 4, 24, 24)  # B × K × C × T × H × W
     g.eval()
     with torch.no_grad():
         y = g(x).argmax(1)
@@ -136,3 +136,17 @@ def test_sp_variants_share_one_perturbation_over_time(setup, cls, kwargs):
     # the plain attack perturbs frames differently
     plain = FGSM(eps=0.03, iters=2, scale=STD, dim=2)(g, x, y) - x
     assert not torch.allclose(plain, plain[:, :, :, :1].expand_as(plain), atol=1e-6)
+
+
+def test_fused_attack_model_is_the_same_function(setup):
+    from drl.attacks import eval_mode, fuse_conv_bn
+    g, x, y = setup
+    with eval_mode(g), torch.no_grad():
+        fused = fuse_conv_bn(g)
+        assert fused is not g and not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+        assert torch.allclose(fused(x), g(x), atol=1e-4, rtol=1e-4)
+    a = FGSM(eps=0.03, iters=2, scale=STD, dim=2, fuse_bn=True)(g, x, y)
+    b = FGSM(eps=0.03, iters=2, scale=STD, dim=2, fuse_bn=False)(g, x, y)
+    # rounding may flip the sign of a near-zero gradient entry, nothing more
+    assert (a != b).float().mean() < 1e-3
+    assert g.training and all(p.requires_grad for p in g.parameters())

@@ -22,11 +22,10 @@ CASES = [
     ('resnet3d', {'model_depth': 10}),
     ('resnet3d', {'model_depth': 18}),
     ('resnet3d', {'model_depth': 18, 'shortcut_type': 'A', 'no_max_pool': True}),
-    ('resnet3d', {'model_depth': 50, 'conv1_t_size': 3, 'conv1_t_stride': 2, 'widen_factor': 0.5}),
+    ('resnet3d', {'model_depth': 50, 'conv1_t_size': 3, 'conv1_t_stride': 2, 'widen_factor': 0.25}),
     ('resnet2d', {'model_depth': 18}),
-    ('resnet2d', {'arch': 'resnet50'}),
     ('tsm', {'arch': 'resnet18', 'num_segments': T}),
-    ('tsm', {'model_depth': 50, 'num_segments': T, 'shift_div': 4}),
+    ('tsm', {'model_depth': 50, 'num_segments': T, 'shift_div': 4}),  # 2D bottlenecks
 ]
 
 

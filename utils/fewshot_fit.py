@@ -167,22 +167,23 @@ def _fit_linear_span(x, y, n_class, w0, b0, order_iter, epochs, batch_size, lr, 
     inj = torch.tensor([-lr * (1 - dampening), 1 - dampening], dtype=torch.float64)
     for _ in range(epochs):
         order = next(order_iter)                                # E × N
-        flat = (order + offset).view(-1)
-        rows = gram.index_select(0, flat).view(e, n, n)        # Gram rows in this epoch's order
-        srows = side.index_select(0, flat).view(e, n, 2 * n_class)
+        flat = (order + offset)
         t_map = torch.eye(2, dtype=torch.float64)
         for s in range(0, n, batch_size):
             sl = slice(s, s + batch_size)
             idx = order[:, sl]
-            pqz = torch.bmm(rows[:, sl], pq)                    # E × B × 2n
+            fl = flat[:, sl].reshape(-1)
+            bsz = idx.shape[1]
+            pqz = torch.bmm(gram.index_select(0, fl).view(e, bsz, n), pq)   # E × B × 2n
+            srow = side.index_select(0, fl).view(e, bsz, 2 * n_class)
             t00, t01 = t_map[0].tolist()
-            z = srows[:, sl, :n_class] * c + pqz[..., :n_class] * t00 + pqz[..., n_class:] * t01
+            z = srow[..., :n_class] * c + pqz[..., :n_class] * t00 + pqz[..., n_class:] * t01
             if b is not None:
                 z += b.unsqueeze(1)
             z -= z.amax(-1, keepdim=True)                       # softmax, then minus onehot
             z.exp_()
             z /= z.sum(-1, keepdim=True)
-            z -= srows[:, sl, n_class:]
+            z -= srow[..., n_class:]
             z /= idx.shape[1]                                   # dz: dCE/dlogits (E × B × n)
             if b is not None:
                 g_b = z.sum(1).add_(b, alpha=weight_decay)

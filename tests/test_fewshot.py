@@ -1,0 +1,145 @@
+"""Few-shot evaluation: episode sampler, batched classifier fit, heads, end-to-end main-fsl.py."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from datasets.episodes import EpisodeSampler
+from models.fewshot import FEWSHOT_MODELS, CloserBaseline, MetaBaseline, build_fewshot_model
+from utils.fewshot_fit import (evaluate_episodes, fit_linear_batched, linear_init,
+                               summarize_accuracies)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# 8 classes, class c has 4 + c videos: class 0 is below the minimum of 5 videos
+LABELS = [c for c in range(8) for _ in range(4 + c)]
+
+
+# ---------------------------------------------------------------- sampler
+def test_sampler_shapes_classes_and_disjoint_sets():
+    s = EpisodeSampler(LABELS, n_way=3, n_shot=2, n_query=3, n_batch=20, ep_per_batch=2, seed=1)
+    ep = s.draw()
+    assert ep.support.shape == (40, 3, 2) and ep.query.shape == (40, 3, 3) and len(ep) == 40
+    labels = torch.tensor(LABELS)
+    # classes with fewer than max(5, 2 + 3) = 5 videos (class 0: 4 videos) never appear
+    assert s.class_ids == list(range(1, 8))
+    assert not (ep.classes == 0).any()
+    for e in range(len(ep)):
+        assert len(set(ep.classes[e].tolist())) == 3                       # distinct ways
+        for w in range(3):
+            sup, qry = ep.support[e, w].tolist(), ep.query[e, w].tolist()
+            assert len(set(sup + qry)) == 5                                # no repeats, disjoint
+            assert (labels[sup + qry] == ep.classes[e, w]).all()          # right class
+    batches = list(s)
+    assert len(batches) == 20 and all(len(b) == 2 for b in batches)
+    assert torch.equal(batches[3].support, ep.support[6:8])
+
+
+def test_sampler_seed_reproducible_and_min_videos():
+    a = EpisodeSampler(LABELS, 2, 1, 4, 10, seed=7).draw()
+    torch.rand(100)   # global RNG use must not matter
+    b = EpisodeSampler(LABELS, 2, 1, 4, 10, seed=7).draw()
+    c = EpisodeSampler(LABELS, 2, 1, 4, 10, seed=8).draw()
+    assert torch.equal(a.support, b.support) and torch.equal(a.query, b.query)
+    assert not torch.equal(a.query, c.query)
+    u = a.unique_indices()
+    assert torch.equal(u, torch.unique(torch.cat([a.support.flatten(), a.query.flatten()])))
+    s = EpisodeSampler(LABELS, 2, 1, 4, 10, min_videos=10)
+    assert s.class_ids == [6, 7]
+    with pytest.raises(ValueError, match='need 3 classes'):
+        EpisodeSampler(LABELS, 3, 1, 4, 10, min_videos=10)
+
+
+# ---------------------------------------------------------------- batched fit
+def _plain_sgd(x, y, n_class, w0, b0, orders, scale=None, epochs=6):
+    """The authors' loop for one episode with a given init and minibatch order."""
+    clf = nn.Linear(x.shape[1], n_class, bias=b0 is not None)
+    with torch.no_grad():
+        clf.weight.copy_(w0)
+        if b0 is not None:
+            clf.bias.copy_(b0)
+    opt = torch.optim.SGD(clf.parameters(), lr=0.01, momentum=0.9, dampening=0.9, weight_decay=1e-3)
+    for ep in range(epochs):
+        for s in range(0, x.shape[0], 4):
+            idx = orders[ep, s:s + 4]
+            if scale is None:
+                out = clf(x[idx])
+            else:
+                out = scale * F.normalize(x[idx], dim=-1) @ F.normalize(clf.weight, dim=-1).T
+            loss = F.cross_entropy(out, y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return clf
+
+
+@pytest.mark.parametrize('n,d,bias,scale', [(10, 16, True, None),    # N < D: span form
+                                            (10, 16, False, None),
+                                            (14, 6, True, None),     # N > D: direct form
+                                            (10, 16, False, 2.0)])   # cosine classifier
+def test_batched_fit_equals_per_episode_sgd(n, d, bias, scale):
+    g = torch.Generator().manual_seed(0)
+    e, n_class, epochs = 3, 3, 6
+    x = torch.randn(e, n, d, generator=g) * 2
+    y = torch.randint(0, n_class, (e, n), generator=g)
+    w0, b0 = linear_init(e, n_class, d, bias=bias, generator=g)
+    orders = torch.rand(epochs, e, n, generator=g).argsort(-1)
+    w, b = fit_linear_batched(x, y, n_class, scale=scale, init=(w0, b0), orders=orders, epochs=epochs)
+    for i in range(e):
+        ref = _plain_sgd(x[i], y[i], n_class, w0[i], b0[i] if bias else None, orders[:, i], scale, epochs)
+        assert (ref.weight - w0[i]).abs().max() > 1e-2          # it did train
+        torch.testing.assert_close(w[i], ref.weight.detach(), atol=1e-5, rtol=1e-4)
+        if bias:
+            torch.testing.assert_close(b[i], ref.bias.detach(), atol=1e-5, rtol=1e-4)
+        else:
+            assert b is None
+
+
+def test_closer_baseline_learns_separable_episodes():
+    g = torch.Generator().manual_seed(0)
+    means = torch.randn(10, 32, generator=g) * 3
+    feats = means.repeat_interleave(6, 0)[:, None] + torch.randn(60, 4, 32, generator=g) * 0.5
+    labels = torch.arange(10).repeat_interleave(6).tolist()
+    ep = EpisodeSampler(labels, 5, 1, 3, 12, seed=0).draw()
+    for method in ('softmax', 'dist'):
+        acc = evaluate_episodes(CloserBaseline(method=method, epochs=20), feats, ep.support, ep.query,
+                                chunk=5, generator=torch.Generator().manual_seed(1))
+        assert acc.shape == (12,) and acc.mean() > 90, (method, acc)
+
+
+# ---------------------------------------------------------------- MetaBaseline, summary
+def test_meta_baseline_against_hand_computed_prototypes():
+    g = torch.Generator().manual_seed(0)
+    sup = torch.randn(2, 3, 2, 4, 8, generator=g)         # E × n_way × n_shot × K × D
+    qry = torch.randn(2, 3, 1, 4, 8, generator=g)
+    for method in ('cos', 'sqr'):
+        out = MetaBaseline(method=method)(sup, qry)
+        assert out.shape == (2, 3, 3)
+        for e in range(2):
+            for qi in range(3):
+                for w in range(3):
+                    proto = sup[e, w].reshape(-1, 8).mean(0)
+                    clips = qry[e, qi, 0]
+                    if method == 'cos':
+                        s = 10 * torch.stack([torch.dot(c / c.norm(), proto / proto.norm()) for c in clips])
+                    else:
+                        s = -torch.stack([((c - proto) ** 2).sum() for c in clips])
+                    torch.testing.assert_close(out[e, qi, w], s.mean(), atol=1e-4, rtol=1e-4)
+    assert isinstance(MetaBaseline().temp, nn.Parameter) and MetaBaseline().temp.item() == 10.0
+
+
+def test_registry_and_summary():
+    assert FEWSHOT_MODELS.names() == ['CloserBaseline', 'MetaBaseline']
+    assert isinstance(build_fewshot_model({'name': 'MetaBaseline', 'args': {'method': 'sqr'}}), MetaBaseline)
+    with pytest.raises(KeyError, match='CloserBaseline'):
+        build_fewshot_model({'name': 'CloserBaselin'})
+    with pytest.raises(ValueError):
+        CloserBaseline(method='cos')
+    s = summarize_accuracies([40.0, 60.0, 50.0, 50.0])
+    assert s['Acc@1'] == 50.0 and s['episodes'] == 4
+    assert abs(s['ci95'] - 1.96 * (200 / 3) ** 0.5 / 2) < 1e-9   # sample std, Bessel
