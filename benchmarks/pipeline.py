@@ -52,18 +52,22 @@ def full(path, mode, g, transform):
 
 
 def one_pass(files, fns):
-    """Clips per second of each ``fn(path, generator)`` over every file read twice.
+    """Clips per second of each ``fn(path, generator)`` over every file read twice, by wall
+    clock and by this process's CPU time (which a busy shared machine inflates far less).
 
     The functions run interleaved file by file (same positions: same generator seed), so a
     change of machine load hits them alike and their ratio stays meaningful.
+    Returns ``[(wall clips/s, cpu clips/s) per fn]``.
     """
-    spent = [0.0] * len(fns)
+    wall, cpu = [0.0] * len(fns), [0.0] * len(fns)
     for k, f in enumerate(files * 2):
         for i, fn in enumerate(fns):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn(f, torch.Generator().manual_seed(k))
-            spent[i] += time.perf_counter() - t
-    return [2 * len(files) * N_CLIPS / s for s in spent]
+            wall[i] += time.perf_counter() - t
+            cpu[i] += time.process_time() - c
+    n = 2 * len(files) * N_CLIPS
+    return [(n / w, n / c) for w, c in zip(wall, cpu)]
 
 
 def time_ops(repeat=20):
@@ -106,14 +110,16 @@ def main():
     tf = build_transform(RECIPE, train=train)
     fns = [lambda f, g: decode_only(f, mode, g), lambda f, g: full(f, mode, g, tf)]
     one_pass(files[:2], fns)  # warm-up (imports, caches)
-    dec, ful = zip(*[one_pass(files, fns) for _ in range(a.repeat)])
-    d, p = statistics.median(dec), statistics.median(ful)
-    print(f'{len(files)} files x2, {a.transform} transform, {a.repeat} passes, 1 thread')
-    print(f'decode only (seek + decode, no conversion): {d:.1f} clips/s '
-          f'({1000 / d:.1f} ms/clip)  passes: {", ".join(f"{v:.1f}" for v in dec)}')
-    print(f'full pipeline: {p:.1f} clips/s ({1000 / p:.1f} ms/clip)  '
-          f'passes: {", ".join(f"{v:.1f}" for v in ful)}')
-    print(f'full / decode-only time: {d / p:.2f}x')
+    runs = [one_pass(files, fns) for _ in range(a.repeat)]
+    med = [[statistics.median(r[i][j] for r in runs) for j in (0, 1)] for i in (0, 1)]
+    (d, d_cpu), (p, p_cpu) = med
+    print(f'{len(files)} files x2, {a.transform} transform, {a.repeat} passes, 1 thread '
+          f'(medians; wall clock, and CPU time of this process in brackets)')
+    print(f'decode only (seek + decode, no conversion): {d:.1f} clips/s [{d_cpu:.1f}] '
+          f'({1000 / d:.1f} ms/clip)  passes: {", ".join(f"{r[0][0]:.1f}" for r in runs)}')
+    print(f'full pipeline: {p:.1f} clips/s [{p_cpu:.1f}] ({1000 / p:.1f} ms/clip)  '
+          f'passes: {", ".join(f"{r[1][0]:.1f}" for r in runs)}')
+    print(f'full / decode-only time: {d / p:.2f}x [{d_cpu / p_cpu:.2f}x]')
     if a.ops:
         time_ops()
     print(f'clips_per_s={p:.2f}')

@@ -143,3 +143,78 @@ def test_registry_and_summary():
     s = summarize_accuracies([40.0, 60.0, 50.0, 50.0])
     assert s['Acc@1'] == 50.0 and s['episodes'] == 4
     assert abs(s['ci95'] - 1.96 * (200 / 3) ** 0.5 / 2) < 1e-9   # sample std, Bessel
+
+
+# ---------------------------------------------------------------- end to end (real videos, real model)
+def _tiny_scenemotion(tmp_path):
+    import yaml
+    norm = {'mean': [0.485, 0.456, 0.406], 'std': [0.229, 0.224, 0.225]}
+    cfg = {
+        'dataset': {
+            'name': 'scenemotion', 'subset': 'novel', 'num_workers': 0,
+            'n_way': 3, 'n_shot': 1, 'n_query': 2, 'n_batch': 6, 'ep_per_batch': 2,
+            'scenemotion': {'size': 32, 'n_train': 8, 'n_val': 8, 'n_transfer_train': 6,
+                            'n_transfer_test': 6, 'n_novel': 30, 'cache_dir': str(tmp_path / 'data')},
+            'transform': {'resize': 32, 'crop': 28, 'hflip': False, 'normalize': norm},
+            'args': {'novel': {'n_clips': 2, 'n_frames': 4, 'fps': 8}},
+        },
+        'model': {'name': 'resnet3d', 'freeze_bn': True,
+                  'args': {'n_class': 8, 'model_depth': 10, 'widen_factor': 0.25, 'ret_feat': ['pool']}},
+        'model_fs': {'name': 'CloserBaseline', 'args': {'method': 'softmax'}},
+        'fewshot': {'cache': True, 'batch_size': 3},
+    }
+    path = tmp_path / 'fs.yaml'
+    path.write_text(yaml.safe_dump(cfg))
+    return path, cfg
+
+
+def _run_fsl(*args):
+    res = subprocess.run([sys.executable, 'main-fsl.py', *map(str, args), '-j', '0'], cwd=ROOT,
+                         capture_output=True, text=True, timeout=240,
+                         env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def test_main_fsl_end_to_end(tmp_path):
+    from datasets import build_dataset
+    from models import build_model
+    from utils.checkpoint import save_checkpoint
+    from utils.features import encode_videos
+    cfg_path, cfg = _tiny_scenemotion(tmp_path)
+    torch.manual_seed(0)
+    model = build_model(cfg['model'])
+    ckpt = tmp_path / 'baseline.pth.tar'
+    save_checkpoint({'state_dict': model.state_dict(), 'epoch': 1}, ckpt)
+
+    # encoding several videos per pass == the model's own per-clip pool features
+    novel = build_dataset(cfg, 'novel')
+    assert len(novel) == 30 and len(novel.classes) == 6
+    feats = encode_videos(model, novel, [4, 0, 7], batch_size=2)
+    model.eval()
+    with torch.no_grad():
+        ref = model(torch.stack([novel[i]['video'] for i in (4, 0, 7)]))['pool']
+    torch.testing.assert_close(feats, ref, atol=1e-5, rtol=1e-4)
+
+    out = tmp_path / 'run'
+    _run_fsl(cfg_path, '--pretrain', ckpt, '--output-dir', out)
+    res = json.loads((out / 'results.json').read_text())
+    assert res['episodes'] == 12 and 0 <= res['Acc@1'] <= 100 and res['ci95'] >= 0
+    rows = (out / 'episodes.csv').read_text().strip().splitlines()
+    assert len(rows) == 13 and rows[0] == 'episode,Acc@1,classes'
+    accs = [float(r.split(',')[1]) for r in rows[1:]]
+    assert abs(sum(accs) / 12 - res['Acc@1']) < 1e-3
+    caches = os.listdir(out / 'feature_cache')
+    assert len(caches) == 1 and caches[0].endswith('.pt')
+
+    # second run: every video comes from the cache, same episodes, same result
+    log = _run_fsl(cfg_path, '--pretrain', ckpt, '--output-dir', out).stderr
+    assert 'found in the feature cache' in open(out / 'log.txt').read() + log
+    assert json.loads((out / 'results.json').read_text()) == res
+
+    out2 = tmp_path / 'meta'
+    _run_fsl(cfg_path, '--pretrain', ckpt, '--output-dir', out2, 'model_fs.name=MetaBaseline',
+             'model_fs.args={method: sqr}', 'fewshot.cache=false')
+    res2 = json.loads((out2 / 'results.json').read_text())
+    assert res2['model_fs'] == 'MetaBaseline' and res2['episodes'] == 12
+    assert not (out2 / 'feature_cache').exists()

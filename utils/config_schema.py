@@ -124,7 +124,7 @@ CFG_SCHEMA = {
     },
     'criterion': {'name': str, 'args': ANY},
     'seed': int,
-    'fewshot': {'cache': bool, 'batch_size': int, 'seed': int},
+    'fewshot': {'cache': bool, 'batch_size': int, 'seed': int, 'cache_dir': (str, NONE), 'chunk': int},
 }
 
 # The second config of main-drl.py / main-drl-dir.py: spatial model and DRL settings.

@@ -1,0 +1,128 @@
+"""Few-shot evaluation of a video encoder (optionally trained on the base classes first).
+
+    python main-fsl.py configs/sthv2-fs/res3d18-1shot.yaml --pretrain checkpoints/k400/res3d18/model_best.pth.tar
+    python main-fsl.py configs/scenemotion-fs/res3d18-1shot.yaml --pretrain runs/sm/model_best.pth.tar --output-dir runs/fs
+    python main-fsl.py CFG --pretrain CKPT dataset.n_batch=100 fewshot.cache=true
+
+With an ``optimizer`` block the encoder is first trained on the ``base`` split (the same engine
+and step as main.py); then all episodes are drawn from the ``novel`` split, the videos they use
+are encoded once, and every episode's ``model_fs`` head is fitted and scored (all together).
+Writes ``episodes.csv`` (per-episode accuracy) and ``results.json`` (``Acc@1``, ``ci95``,
+``episodes``) in the run folder.
+"""
+import csv
+import logging
+import os
+import time
+
+import torch
+
+from utils.args import base_parser
+from utils.build import build_loader, default_workers, prepare_model
+from utils.checkpoint import save_json, unwrap
+from utils.config import check_overrides_prefixes, load_config
+from utils.runner import apply_batch_flags, default_output_dir, run_entry, setup_run
+
+log = logging.getLogger('drl')
+
+
+def get_args_parser():
+    return base_parser('Few-shot evaluation (CloserBaseline / MetaBaseline) of a video encoder.')
+
+
+def train_on_base(cfg, model, ctx, args):
+    """Supervised training on the ``base`` split; returns the checkpoint the features come from."""
+    from datasets import build_dataset
+    from utils.classify import ClassifierStep
+    from utils.engine import Engine
+    from utils.optim import build_criterion, build_optimizer, build_scheduler
+    base = build_dataset(cfg, 'base', seed=ctx.seed)
+    log.info('base: %d videos, %d classes', len(base), len(base.classes))
+    loader = build_loader(base, cfg, ctx, train=True, workers=default_workers(cfg, args))
+    step = ClassifierStep(model, build_criterion(cfg.get('criterion')).to(ctx.device),
+                          freeze_bn=cfg['model'].get('freeze_bn', False), classes=base.classes)
+    optimizer = build_optimizer(cfg['optimizer'], model.parameters())
+    engine = Engine(step, optimizer, build_scheduler(cfg['optimizer'], optimizer), ctx,
+                    epochs=cfg['optimizer']['epochs'])
+    engine.resume(enabled=not args.no_resume)
+    engine.fit(loader)
+    return engine.ckpt_path
+
+
+def evaluate_novel(cfg, model, ctx, args, checkpoint):
+    """Draw the episodes, encode their videos once, fit and score all heads; returns results."""
+    from datasets import build_dataset
+    from datasets.episodes import EpisodeSampler
+    from models.fewshot import build_fewshot_model
+    from utils.features import cache_key, cached_features
+    from utils.fewshot_fit import evaluate_episodes, summarize_accuracies
+    d, fs = cfg['dataset'], cfg.get('fewshot') or {}
+    novel = build_dataset(cfg, 'novel', seed=ctx.seed)
+    n_batch = min(d.get('n_batch', 1000), 10) if args.debug else d.get('n_batch', 1000)
+    sampler = EpisodeSampler(novel.labels, d.get('n_way', 5), d.get('n_shot', 1), d.get('n_query', 5),
+                             n_batch, d.get('ep_per_batch', 1), seed=fs.get('seed', ctx.seed),
+                             min_videos=d.get('min_videos'))
+    episodes = sampler.draw()
+    used = episodes.unique_indices()
+    log.info('novel: %d videos, %d classes (%d with >= %d videos); %d episodes use %d videos',
+             len(novel), len(novel.classes), len(sampler.class_ids), sampler.min_videos,
+             len(episodes), len(used))
+
+    t0 = time.time()
+    key = cache_key(cfg, checkpoint, ctx.seed)
+    cache = os.path.join(fs.get('cache_dir') or os.path.join(ctx.out_dir, 'feature_cache'),
+                         f'{key}.pt') if fs.get('cache', False) else None
+    feats, n_new = cached_features(model, novel, used, cache, key, device=ctx.device,
+                                   batch_size=fs.get('batch_size', 4),
+                                   num_workers=default_workers(cfg, args), print_freq=args.print_freq)
+    rows = torch.full((len(novel),), -1, dtype=torch.long)
+    rows[used] = torch.arange(len(used))
+    t_enc = time.time() - t0
+
+    head = build_fewshot_model(cfg.get('model_fs')).to(ctx.device)
+    g = torch.Generator().manual_seed(fs.get('seed', ctx.seed) + 1)
+    t0 = time.time()
+    with torch.no_grad():
+        acc = evaluate_episodes(head, feats, episodes.support, episodes.query, rows,
+                                chunk=fs.get('chunk', 250), generator=g, device=ctx.device)
+    t_fit = time.time() - t0
+    log.info('features: %d videos (%d encoded now) in %.1f s; %d episodes fitted in %.1f s (%.1f episodes/s)',
+             len(used), n_new, t_enc, len(episodes), t_fit, len(episodes) / max(t_fit, 1e-9))
+    write_episodes_csv(os.path.join(ctx.out_dir, 'episodes.csv'), acc, episodes, novel.classes)
+    results = summarize_accuracies(acc)
+    results.update({'n_way': sampler.n_way, 'n_shot': sampler.n_shot, 'n_query': sampler.n_query,
+                    'model_fs': cfg['model_fs']['name'], 'videos_encoded': len(used)})
+    return results
+
+
+def write_episodes_csv(path, acc, episodes, class_names):
+    """One row per episode: accuracy (%) and its classes."""
+    with open(path, 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['episode', 'Acc@1', 'classes'])
+        for i, (a, cls) in enumerate(zip(acc.tolist(), episodes.classes.tolist())):
+            w.writerow([i, f'{a:.4f}', ' '.join(class_names[c] for c in cls)])
+
+
+def main(args):
+    check_overrides_prefixes(args.overrides, allow_sp=False)
+    cfg = apply_batch_flags(load_config(args.config, args.overrides), args)
+    out_dir = args.output_dir or default_output_dir(args.config, args.pretrain, args.debug)
+    ctx = setup_run(args, cfg, out_dir)
+    ctx.extra['config'] = cfg
+
+    from models import build_model
+    pretrain = args.pretrain or cfg['model'].get('pretrain')
+    train = 'optimizer' in cfg and not args.evaluate
+    model = prepare_model(build_model(cfg['model']), cfg['model'], ctx, args, pretrain=pretrain,
+                          trainable=train)
+    checkpoint = train_on_base(cfg, model, ctx, args) if train else pretrain
+    if ctx.is_main:   # episodes are cheap once encoded: one process evaluates them all
+        results = evaluate_novel(cfg, unwrap(model), ctx, args, checkpoint)
+        log.info('few-shot %d-way %d-shot: Acc@1 %.2f ± %.2f (95%% CI, %d episodes)', results['n_way'],
+                 results['n_shot'], results['Acc@1'], results['ci95'], results['episodes'])
+        save_json(results, os.path.join(out_dir, 'results.json'))
+
+
+if __name__ == '__main__':
+    run_entry(main, get_args_parser().parse_intermixed_args())
