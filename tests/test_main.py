@@ -137,3 +137,12 @@ def test_user_errors_are_one_line(tmp_path, ucf_root):
         assert res.returncode != 0
         lines = [l for l in res.stderr.splitlines() if l.strip()]
         assert len(lines) == 1 and needle in lines[0], res.stderr[-2000:]
+
+
+@pytest.mark.parametrize('flags', [['--amp', 'bf16'], ['--compile'], ['--channels-last']])
+def test_speed_switches_run_on_cpu(tmp_path, ucf_root, flags):
+    cfg = tiny_config(tmp_path / 'tiny.yaml', ucf_root, epochs=1)
+    out = tmp_path / 'run'
+    run_main([cfg, '--output-dir', out, *flags, 'dataset.args.test_final.n_clips=1'], timeout=900)
+    res = json.loads((out / 'results.json').read_text())
+    assert 0 <= res['Acc@1'] <= 100 and res['loss'] == res['loss']  # finite, not NaN
