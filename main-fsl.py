@@ -21,6 +21,7 @@ from utils.args import base_parser
 from utils.build import build_loader, default_workers, prepare_model
 from utils.checkpoint import save_json, unwrap
 from utils.config import check_overrides_prefixes, load_config
+from utils.errors import UserError
 from utils.runner import apply_batch_flags, default_output_dir, run_entry, setup_run
 
 log = logging.getLogger('drl')
@@ -59,9 +60,12 @@ def evaluate_novel(cfg, model, ctx, args, checkpoint):
     d, fs = cfg['dataset'], cfg.get('fewshot') or {}
     novel = build_dataset(cfg, 'novel', seed=ctx.seed)
     n_batch = min(d.get('n_batch', 1000), 10) if args.debug else d.get('n_batch', 1000)
-    sampler = EpisodeSampler(novel.labels, d.get('n_way', 5), d.get('n_shot', 1), d.get('n_query', 5),
-                             n_batch, d.get('ep_per_batch', 1), seed=fs.get('seed', ctx.seed),
-                             min_videos=d.get('min_videos'))
+    try:
+        sampler = EpisodeSampler(novel.labels, d.get('n_way', 5), d.get('n_shot', 1), d.get('n_query', 5),
+                                 n_batch, d.get('ep_per_batch', 1), seed=fs.get('seed', ctx.seed),
+                                 min_videos=d.get('min_videos'))
+    except ValueError as e:   # too few classes / videos for the episode shape: a config problem
+        raise UserError(f'novel split: {e}') from None
     episodes = sampler.draw()
     used = episodes.unique_indices()
     log.info('novel: %d videos, %d classes (%d with >= %d videos); %d episodes use %d videos',
@@ -104,9 +108,18 @@ def write_episodes_csv(path, acc, episodes, class_names):
             w.writerow([i, f'{a:.4f}', ' '.join(class_names[c] for c in cls)])
 
 
+def check_fewshot_config(cfg, path):
+    """The keys a few-shot run cannot do without, checked before any work."""
+    if (cfg['dataset'].get('args') or {}).get('novel') is None:
+        raise UserError(f'{path}: a few-shot config needs dataset.args.novel (clip settings of the novel split)')
+    if not (cfg.get('model_fs') or {}).get('name'):
+        raise UserError(f'{path}: a few-shot config needs model_fs.name (CloserBaseline or MetaBaseline)')
+
+
 def main(args):
     check_overrides_prefixes(args.overrides, allow_sp=False)
     cfg = apply_batch_flags(load_config(args.config, args.overrides), args)
+    check_fewshot_config(cfg, args.config)
     out_dir = args.output_dir or default_output_dir(args.config, args.pretrain, args.debug)
     ctx = setup_run(args, cfg, out_dir)
     ctx.extra['config'] = cfg

@@ -10,7 +10,7 @@ batched fit (``models.fewshot.CloserBaseline``) runs on all of them. Both run on
 
 Last line: ``speedup=<float>`` (per-episode time scaled to all episodes / batched time).
 
-    .venv/bin/python benchmarks/fewshot.py                 # ~2-4 min on 2 CPU cores
+    .venv/bin/python benchmarks/fewshot.py                 # ~1-2 min on 2 CPU cores
     .venv/bin/python benchmarks/fewshot.py --features runs/fs/feature_cache/<key>.pt
 """
 import argparse
@@ -121,7 +121,7 @@ def main():
     t0 = time.perf_counter()
     acc_fast = evaluate_episodes(head, feats, ep.support, ep.query, chunk=args.chunk, generator=g)
     t_fast = time.perf_counter() - t0
-    print(f'batched (all {args.episodes} episodes, {args.chunk} at a time): {t_fast:.1f} s, '
+    print(f'batched (all {args.episodes} episodes, {min(args.chunk, args.episodes)} at a time): {t_fast:.1f} s, '
           f'{args.episodes / t_fast:.1f} episodes/s')
 
     s_slow, s_fast = summarize_accuracies(acc_slow), summarize_accuracies(acc_fast)

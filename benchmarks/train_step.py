@@ -43,7 +43,7 @@ def spatial_model(device, channels_last):
     return to_memory_format(g) if channels_last else g
 
 
-def make_step(kind, device, channels_last):
+def make_step(kind, device, channels_last, fuse_bn=True):
     """(step, optimizer) for ``baseline`` | ``fgsm`` | ``dir``."""
     f = video_model(device)
     if kind == 'baseline':
@@ -51,7 +51,8 @@ def make_step(kind, device, channels_last):
         return ClassifierStep(f, CrossEntropyLoss()), opt
     if kind == 'fgsm':
         g = spatial_model(device, channels_last)
-        attack = FGSM(eps=0.03, iters=5, momentum=1, scale=[0.229, 0.224, 0.225], dim=2)
+        attack = FGSM(eps=0.03, iters=5, momentum=1, scale=[0.229, 0.224, 0.225], dim=2,
+                      fuse_bn=fuse_bn)
         return DRLAugStep(f, g, KDLoss(), attack=attack), build_drl_optimizer(SP_OPT, f=f, g=g)[0]
     if kind == 'dir':
         step = DRLDirStep(f, None, KDLoss(reduction='none'), lam=0.5, shuffle=False)
@@ -92,6 +93,7 @@ def main():
     p.add_argument('--steps', type=int, default=3, help='timed steps per kind (median reported)')
     p.add_argument('--only', nargs='*', default=['baseline', 'fgsm', 'dir'])
     p.add_argument('--no-channels-last', action='store_true', help='spatial model in NCHW')
+    p.add_argument('--no-fuse-bn', action='store_true', help='attack the spatial model with its BN layers')
     p.add_argument('--amp', default='off', choices=['off', 'bf16'])
     args = p.parse_args()
 
@@ -104,19 +106,27 @@ def main():
              'label': torch.randint(0, 400, (args.batch,), device=device)}
     print(f'device {device} | threads {torch.get_num_threads()} | batch {args.batch} × '
           f'{args.frames}×{args.size}×{args.size} | amp {args.amp} | '
-          f'spatial channels-last {not args.no_channels_last}')
+          f'spatial channels-last {not args.no_channels_last} | attack fuse_bn {not args.no_fuse_bn}')
     if hasattr(os, 'getloadavg'):
         print('load average before: %.2f %.2f %.2f' % os.getloadavg())
+    rates = {}
     for kind in args.only:
-        step, optimizer = make_step(kind, device, not args.no_channels_last)
+        step, optimizer = make_step(kind, device, not args.no_channels_last, not args.no_fuse_bn)
         times = time_step(step, optimizer, batch, args.warmup, args.steps, args.amp, device)
         med = statistics.median(times)
         rate = args.batch / med
+        rates[kind] = rate
         ref = AUTHORS.get(kind)
         vs = f' | {rate / ref:.2f}× the authors\' {ref} clips/s' if ref and device.type == 'cpu' else ''
         print(f'{kind:8s} {rate:7.3f} clips/s (median {med:.2f} s/step over {len(times)}: '
               f'{", ".join(f"{t:.2f}" for t in times)}){vs}', flush=True)
         del step, optimizer
+    if {'baseline', 'fgsm'} <= set(rates) and device.type == 'cpu':
+        # on a shared machine absolute rates move with the load; the ratio of two steps
+        # measured in the same run does much less
+        ours, theirs = rates['fgsm'] / rates['baseline'], AUTHORS['fgsm'] / AUTHORS['baseline']
+        print(f'fgsm / baseline = {ours:.3f} (authors {theirs:.3f}): the DRL-FGSM step costs '
+              f'{theirs / ours:.2f}× less relative to the baseline step than the authors\'')
     if hasattr(os, 'getloadavg'):
         print('load average after: %.2f %.2f %.2f' % os.getloadavg())
 

@@ -2,12 +2,12 @@
 
 ``read_clips`` opens a container once for all clips of a video, seeks to the keyframe before
 each clip, decodes forward, skips frames before the clip without converting them and converts
-only the frames it keeps. With ``short_side`` the resize is folded into the colour conversion
-(one libswscale call per kept frame, much cheaper than converting at full size and resizing).
-libswscale scales the yuv420p planes and converts to RGB in one pass (area filter when
-downscaling, like torchvision's ``antialias=True``); it takes chroma at its own resolution,
-so the output is close to, not bit-equal with, torchvision's resize of the full-size RGB
-frame (mean abs difference ~2 levels on natural video; ``tests/test_decode.py``).
+only the frames it keeps. With ``short_side`` the resize is folded into the colour conversion:
+yuv420p planes are resized one by one (OpenCV, area filter) and the clip is turned into RGB
+with one BT.601 matrix, which is cheaper than converting at full size and resizing. Scaling
+before the colour conversion keeps chroma at its own resolution, so the output is close to,
+not bit-equal with, torchvision's resize of the full-size RGB frame (mean abs difference
+~1.3 levels on natural video; ``tests/test_decode.py``).
 """
 import os
 import threading
@@ -22,6 +22,7 @@ from .sampling import clip_indices
 
 FRAMES_FPS = 12.0   # frame rate assumed for SSv1 / Jester frame folders
 SEEK_GAP_S = 1.0    # decode through gaps shorter than this instead of seeking again
+SKIP_NONREF = True  # let the decoder drop unneeded non-reference frames (exact; see below)
 _local = threading.local()
 SWS_INTERP = 'AREA'  # as close to torchvision's antialiased resize as BILINEAR, faster
 
@@ -35,7 +36,8 @@ class VideoDecodeError(Exception):
 
 
 def resized_hw(h, w, short_side):
-    """Output ``(h, w)`` of a short-side resize, with torchvision's rounding (long side truncated)."""
+    """Output ``(h, w)`` of a short-side resize, rounded as torchvision does (long side
+    truncated)."""
     if short_side is None or min(h, w) == short_side:
         return h, w
     if h <= w:
@@ -106,6 +108,64 @@ def _reformatter():
     return _local.sws
 
 
+def _yuv_matrix(full_range):
+    """3 × 4 BT.601 YUV -> RGB map (what libswscale applies by default), limited or full range."""
+    if full_range:
+        m, off = np.array([[1, 0, 1.402], [1, -0.344136, -0.714136], [1, 1.772, 0]]), [0, 128, 128]
+    else:
+        m = np.array([[1.164383, 0, 1.596027], [1.164383, -0.391762, -0.812968],
+                      [1.164383, 2.017232, 0]])
+        off = [16, 128, 128]
+    return np.concatenate([m, -(m @ np.array(off, np.float64))[:, None]], 1).astype(np.float32)
+
+
+def _plane(frame, i):
+    """Zero-copy ``height × width`` uint8 view of plane ``i`` (rows padded to line_size)."""
+    p = frame.planes[i]
+    return np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width]
+
+
+def _converter(stream, h, w, n_max):
+    """``(convert(frame), finish(list of convert results) -> uint8 N × h × w × 3 RGB)``.
+
+    8-bit yuv420p (nearly every H.264 / VP9 / MPEG-4 file): each plane is resized on its own
+    with OpenCV (area filter when shrinking; chroma is already half size, so a 2× downscale
+    leaves it as is) into a planar buffer of up to ``n_max`` frames, and ``finish``
+    interleaves the buffer and turns it into RGB with one BT.601 colour matrix for the whole
+    clip (about twice as fast as libswscale per frame, and closer to torchvision's resize of
+    the RGB frame). Other pixel formats go through libswscale.
+    """
+    pix = stream.codec_context.pix_fmt
+    if pix not in ('yuv420p', 'yuvj420p'):
+        sws = _reformatter()
+        return (lambda f: sws.reformat(f, w, h, 'rgb24', interpolation=SWS_INTERP).to_ndarray(),
+                np.stack)
+    full = pix == 'yuvj420p' or stream.codec_context.color_range == 2  # 2 = JPEG (full) range
+    buf = np.empty((3, n_max, h, w), np.uint8)  # planar: Y, U, V planes of every kept frame
+    count = [0]
+
+    def convert(f):
+        if f.format.name != pix:  # a frame unlike the stream header: bring it to the same format
+            f = f.reformat(format=pix)
+        i = count[0]
+        count[0] += 1
+        for p in range(3):
+            a, dst = _plane(f, p), buf[p, i]
+            if a.shape == (h, w):
+                np.copyto(dst, a)
+            else:
+                cv2.resize(a, (w, h), dst=dst, interpolation=cv2.INTER_AREA
+                           if a.shape[0] > h else cv2.INTER_LINEAR)
+        return i
+
+    def finish(slots):
+        n = count[0]
+        yuv = cv2.merge([buf[p, :n].reshape(n * h, w) for p in range(3)])
+        rgb = cv2.transform(yuv, _yuv_matrix(full)).reshape(n, h, w, 3)
+        return rgb if slots == list(range(n)) else rgb[slots]
+    return convert, finish
+
+
 def _read_container(container, path, n_clips, n_frames, fps, mode, rng, short_side, threads):
     if not container.streams.video:
         raise VideoDecodeError(path, 'no video stream')
@@ -113,25 +173,26 @@ def _read_container(container, path, n_clips, n_frames, fps, mode, rng, short_si
     stream.thread_count = threads
     src_fps, n_src, duration = _stream_info(container, stream, path)
     indices = clip_indices(duration, src_fps, n_src, n_clips, n_frames, fps, mode, rng)
+    need = sorted({i for c in indices for i in c})
     h, w = resized_hw(stream.height, stream.width, short_side)
-    sws = _reformatter()
-
-    def convert(f):
-        return sws.reformat(f, w, h, 'rgb24', interpolation=SWS_INTERP).to_ndarray()
-    frames = decode_indices(container, stream, sorted({i for c in indices for i in c}),
-                            src_fps, convert, path)
-    video = _gather(frames, indices)
+    convert, finish = _converter(stream, h, w, len(need) + 1)  # +1: a padding frame
+    frames = decode_indices(container, stream, need, src_fps, convert, path)
+    video = _gather(frames, indices, finish)
     return video, {'src_fps': src_fps, 'n_src_frames': n_src, 'duration': duration,
                    'indices': indices}
 
 
-def _gather(frames, indices):
-    """dict index -> H×W×3 array, K lists of T indices -> uint8 tensor K × T × H × W × 3."""
+def _gather(frames, indices, finish=np.stack):
+    """``{index: converted frame}``, K lists of T indices -> uint8 tensor K × T × H × W × 3
+    (``finish`` turns the converted frames, in index order, into one N × H × W × 3 array)."""
     keys = sorted(frames)
-    pos = {k: i for i, k in enumerate(keys)}
-    stack = torch.from_numpy(np.stack([frames[k] for k in keys]))
-    sel = torch.tensor([[pos[i] for i in clip] for clip in indices])
-    return stack[sel]
+    stack = torch.from_numpy(finish([frames[k] for k in keys]))
+    flat = [i for clip in indices for i in clip]
+    k, t = len(indices), len(indices[0])
+    if flat == keys:  # every frame used once, in order (the usual case): no second copy
+        return stack.view(k, t, *stack.shape[1:])
+    pos = {key: i for i, key in enumerate(keys)}
+    return stack[torch.tensor([pos[i] for i in flat])].view(k, t, *stack.shape[1:])
 
 
 def decode_indices(container, stream, need, src_fps, convert, path='<video>'):
@@ -158,7 +219,8 @@ def decode_indices(container, stream, need, src_fps, convert, path='<video>'):
     def decoded(frames_of_packets):
         idx = -1
         for packet in frames_of_packets:
-            skip = 'DEFAULT' if packet.pts is None or index_of(packet.pts, 0) in wanted else 'NONREF'
+            skip = ('DEFAULT' if not SKIP_NONREF or packet.pts is None
+                    or index_of(packet.pts, 0) in wanted else 'NONREF')
             if cc.skip_frame != skip:
                 cc.skip_frame = skip
             for frame in packet.decode():

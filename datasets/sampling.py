@@ -33,10 +33,12 @@ def clip_starts(duration, n_clips, n_frames, fps, mode, rng=None):
             each segment) or ``'uniform'`` (segment middles, no randomness).
         rng: ``torch.Generator`` for ``random``; ``None`` uses torch's global generator.
     Returns:
-        list of ``n_clips`` floats, non-decreasing, inside ``[0, max(0, duration - clip_duration)]``.
+        list of ``n_clips`` floats, non-decreasing, inside
+        ``[0, max(0, duration - clip_duration)]``.
     """
     if n_clips < 1 or n_frames < 1 or fps <= 0:
-        raise ValueError(f'need n_clips, n_frames >= 1 and fps > 0, got {n_clips}, {n_frames}, {fps}')
+        raise ValueError(f'need n_clips, n_frames >= 1 and fps > 0, '
+                         f'got {n_clips}, {n_frames}, {fps}')
     span = max(0.0, float(duration) - (n_frames + 1) / fps)
     seg = span / n_clips
     if mode == 'uniform':

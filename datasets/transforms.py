@@ -74,15 +74,23 @@ def color_jitter(x, order, vals):
         v = vals[k]
         if v is None:
             continue
+        # a factor <= 1 blends with values inside [0, 1], so that op cannot leave the range:
+        # its clamp is skipped (exact up to float rounding)
         if k == 0:    # brightness: blend with black
-            x.mul_(v).clamp_(0, 1)
+            x.mul_(v)
+            if v > 1:
+                x.clamp_(max=1)
         elif k == 1:  # contrast: blend with each frame's mean grey level
             mean = torch.from_numpy(cv2.transform(img, gw)).view(x.shape[0], -1).mean(1)
-            x.mul_(v).add_(mean.mul_(1 - v).view(-1, 1, 1, 1)).clamp_(0, 1)
+            x.mul_(v).add_(mean.mul_(1 - v).view(-1, 1, 1, 1))
+            if v > 1:
+                x.clamp_(0, 1)
         elif k == 2:  # saturation: blend with the pixel's grey level = one colour matrix
             m = np.eye(3, dtype=np.float32) * v + (1 - v) * np.repeat(gw, 3, 0)
             img = cv2.transform(img, m)  # a new buffer: in place is ~2x slower in OpenCV
-            x = torch.from_numpy(img).view(x.shape).clamp_(0, 1)
+            x = torch.from_numpy(img).view(x.shape)
+            if v > 1:
+                x.clamp_(0, 1)
         else:         # hue: rotate H (degrees) in HSV, S and V unchanged
             hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
             # OpenCV wraps H >= 360 back into range but not H < 0: shift by a positive angle
@@ -92,7 +100,7 @@ def color_jitter(x, order, vals):
 
 
 def library_color_jitter(x, order, vals):
-    """Reference: the same ops with torchvision v2 functionals on a float ``T × C × H × W`` clip."""
+    """Reference: the same ops with torchvision v2 functionals, float ``T × C × H × W`` clip."""
     ops = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
     for k in order:
         if vals[k] is not None:
@@ -147,24 +155,26 @@ class VideoTransform:
         self.short_side = None if self.rrc else resize
 
     def __call__(self, video, g=None):
+        if len(video) == 1:
+            return self.clip(video[0], g).unsqueeze(0)
         return torch.stack([self.clip(c, g) for c in video])
 
     def clip(self, x, g=None):
         """One clip: uint8 ``T × H × W × 3`` -> float ``C × T × H × W``."""
         x = self._geometry(x, g)
-        flip = self.hflip and torch.rand((), generator=g).item() < 0.5
-        # contiguous channels-last float copy: the colour ops below work on it in place
-        x = x.to(torch.float32, memory_format=torch.contiguous_format)
-        img = _as_image(x)
-        if flip:
-            img = cv2.flip(img, 1)  # mirror W (img rows are (t, y), columns x)
-            x = torch.from_numpy(img).view(x.shape)
-        norm = self.norm255  # fold the /255 into the normalisation matrix
+        t, h, w, c = x.shape
+        if self.hflip and torch.rand((), generator=g).item() < 0.5:
+            # mirror W on the uint8 crop (img rows are (t, y), columns x)
+            img = cv2.flip(np.ascontiguousarray(x.numpy()).reshape(t * h, w, c), 1)
+            x = torch.from_numpy(img).view(t, h, w, c)
+        # contiguous channels-last float copy (the colour ops work on it in place); a plain
+        # dtype copy is several times faster than a promoting multiply on the strided crop
+        x = torch.empty(x.shape, dtype=torch.float32).copy_(x)
+        norm = self.norm255  # without jitter the /255 is folded into the normalisation
         if self.jitter:
             order, vals = jitter_params(self.jitter, g)
             x, norm = color_jitter(x.mul_(1 / 255.0), order, vals), self.norm
         img = cv2.transform(_as_image(x), norm)
-        t, h, w, c = x.shape
         out = torch.empty(c, t, h, w)
         planes = out.numpy().reshape(c, t * h, w)
         cv2.split(img, [planes[i] for i in range(c)])  # channels-last -> channels-first

@@ -22,14 +22,23 @@ import copy
 import torch
 from torch.nn import functional as F
 
+from utils.errors import UnknownNameError
 from utils.registry import Registry
 
 ATTACKS = Registry('adversary')
 
 
 def build_attack(name, **kwargs):
-    """``build_attack('FGSM', eps=0.03, iters=5, ...)`` from a config's ``adversary`` block."""
-    return ATTACKS.get(name)(**kwargs)
+    """``build_attack('FGSM', eps=0.03, iters=5, ...)`` from a config's ``adversary`` block.
+
+    Raises:
+        UnknownNameError: unknown name (a one-line user error listing close matches).
+    """
+    try:
+        cls = ATTACKS.get(name)
+    except KeyError as e:
+        raise UnknownNameError(f'adversary.name: {e.args[0]}') from None
+    return cls(**kwargs)
 
 
 @contextlib.contextmanager

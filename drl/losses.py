@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from utils.errors import UnknownNameError
 from utils.optim import CRITERIA
 
 
@@ -72,6 +73,10 @@ def build_criterion(name, **kwargs):
     """Build a loss by name (``KDLoss``, ``JSDLoss`` or any ``torch.nn`` loss class).
 
     Raises:
-        KeyError: unknown name, listing close matches.
+        UnknownNameError: unknown name (a one-line user error listing close matches).
     """
-    return CRITERIA.get(name)(**kwargs)
+    try:
+        cls = CRITERIA.get(name)
+    except KeyError as e:
+        raise UnknownNameError(f'criterion.name: {e.args[0]}') from None
+    return cls(**kwargs)

@@ -103,7 +103,7 @@ def test_short_side_resize_in_swscale_close_to_torchvision(tmp_path, ext):
     assert small.shape == (1, 4, 36, 48, 3) and resized_hw(72, 96, 36) == (36, 48)
     ref = TF.resize(full[0].permute(0, 3, 1, 2), [36, 48], antialias=True).permute(0, 2, 3, 1)
     diff = (small[0].float() - ref.float()).abs()
-    # swscale (scaled yuv420p -> rgb, chroma taken at its own resolution) vs torchvision's
+    # planes scaled before the YUV -> RGB matrix (chroma at its own resolution) vs torchvision's
     # antialiased bilinear on the full-size RGB frame: same picture, a few levels (~2 on
     # natural video, ~4 on this saturated texture) of
     # filter / chroma-siting difference; a wrong frame or misplaced resize gives tens
@@ -118,3 +118,11 @@ def test_resized_hw_matches_torchvision_rounding():
     assert resized_hw(240, 320, 240) == (240, 320)
     x = torch.zeros(1, 3, 101, 333, dtype=torch.uint8)
     assert tuple(TF.resize(x, 64).shape[-2:]) == resized_hw(101, 333, 64)
+
+
+def test_other_pixel_formats_go_through_swscale(tmp_path):
+    path = write_video(str(tmp_path / 'p444.mp4'), 30, fps=30, size=SIZE, pix_fmt='yuv444p')
+    video, info = read_clips(path, 2, 4, 10, 'uniform')
+    assert video.shape == (2, 4, 48, 64, 3) and ids(video) == info['indices']
+    small, info = read_clips(path, 1, 4, 10, 'uniform', short_side=24)
+    assert small.shape == (1, 4, 24, 32, 3) and ids(small) == info['indices']

@@ -150,3 +150,17 @@ def test_fused_attack_model_is_the_same_function(setup):
     # rounding may flip the sign of a near-zero gradient entry, nothing more
     assert (a != b).float().mean() < 1e-3
     assert g.training and all(p.requires_grad for p in g.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_attack_on_cuda_under_bf16_autocast(setup):
+    g, x, y = setup
+    g, x, y = g.cuda(), x.cuda(), y.cuda()
+    try:
+        with torch.autocast('cuda', dtype=torch.bfloat16):
+            x_adv = FGSM(eps=0.03, iters=2, scale=STD, dim=2)(g, x, y)
+        assert x_adv.is_cuda and x_adv.dtype == torch.float32
+        assert ((x_adv - x).abs() <= 0.03 / STD_T.cuda() * (1 + 1e-4)).all()
+        assert all(p.grad is None for p in g.parameters())
+    finally:
+        g.cpu()

@@ -147,3 +147,32 @@ def test_drl_dir_gradient_reversal_trains_spatial_model_to_mimic(tmp_path):
     for n, p in g.named_parameters():
         if n in g_grad:
             assert torch.allclose(g_grad[n], p.grad, atol=1e-5, rtol=1e-3), n
+
+
+def test_fixed_spatial_model_from_scoring_checkpoint(tmp_path):
+    from types import SimpleNamespace
+
+    from drl.build import build_spatial_model
+    from utils.checkpoint import save_checkpoint
+    from utils.config import load_sp_config
+    from utils.errors import UserError
+    f, g = _models()
+    path = str(tmp_path / 'scoring.pth.tar')
+    save_checkpoint({'state_dict_sp': g.state_dict()}, path)
+    cfg = {'model': {'args': {'n_class': N_CLASS}}}
+    cfg_sp = load_sp_config('configs/drl/fgsm-e3-i5-fixed.yaml', [f'sp.sp_pretrain={path}'])
+    args = SimpleNamespace(channels_last=False, compile=False)
+    g2 = build_spatial_model(cfg, cfg_sp, _ctx(tmp_path), args)
+    assert all(torch.equal(a, b) for a, b in zip(g.state_dict().values(), g2.state_dict().values()))
+    assert not any(p.requires_grad for p in g2.parameters())
+    step = DRLAugStep(f, g2, KDLoss(), attack=FGSM(eps=0.03, iters=1), freeze_sp=True)
+    optimizer, _ = build_drl_optimizer(_cfg_sp(), f=f, g=None)
+    before = copy.deepcopy(g2.state_dict())
+    step.train(True)
+    assert not g2.training
+    out = step.train_step(_batches(1)[0])
+    out.loss.backward()
+    optimizer.step()
+    assert all(torch.equal(before[k], v) for k, v in g2.state_dict().items())  # fixed, BN too
+    with pytest.raises(UserError, match='sp_pretrain'):
+        build_spatial_model(cfg, load_sp_config('configs/drl/fgsm-e3-i5-fixed.yaml'), _ctx(tmp_path), args)

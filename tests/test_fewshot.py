@@ -218,3 +218,31 @@ def test_main_fsl_end_to_end(tmp_path):
     res2 = json.loads((out2 / 'results.json').read_text())
     assert res2['model_fs'] == 'MetaBaseline' and res2['episodes'] == 12
     assert not (out2 / 'feature_cache').exists()
+
+
+def test_cache_key_tracks_checkpoint_and_config_not_episodes(tmp_path):
+    from utils.checkpoint import save_checkpoint
+    from utils.features import cache_key
+    _, cfg = _tiny_scenemotion(tmp_path)
+    ckpt = tmp_path / 'a.pth.tar'
+    save_checkpoint({'state_dict': {'w': torch.zeros(3)}}, ckpt)
+    key = cache_key(cfg, ckpt)
+    assert cache_key(cfg, ckpt) == key
+    cfg5 = json.loads(json.dumps(cfg))
+    cfg5['dataset'].update(n_shot=5, n_batch=99)                  # episodes do not change features
+    assert cache_key(cfg5, ckpt) == key
+    cfg5['dataset']['transform']['crop'] = 24
+    assert cache_key(cfg5, ckpt) != key
+    assert cache_key(cfg, None, seed=0) != cache_key(cfg, None, seed=1) != key
+    save_checkpoint({'state_dict': {'w': torch.ones(3)}}, ckpt)   # new weights, same path
+    assert cache_key(cfg, ckpt) != key
+
+
+def test_main_fsl_config_errors_are_one_line(tmp_path):
+    cfg_path, _ = _tiny_scenemotion(tmp_path)
+    for override, words in (('model_fs={}', 'model_fs.name'),
+                            ('dataset.args={novel: null}', 'dataset.args')):
+        res = subprocess.run([sys.executable, 'main-fsl.py', str(cfg_path), override, '--output-dir',
+                              str(tmp_path / 'x')], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2, res.stderr[-2000:]
+        assert res.stderr.strip().startswith('error:') and words in res.stderr

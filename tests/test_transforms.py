@@ -106,7 +106,8 @@ def test_color_jitter_equals_torchvision_ColorJitter_with_forced_params():
 
 def test_jitter_params_ranges():
     for s in range(30):
-        order, (b, c, sat, h) = jitter_params([0.2, 0.2, 0.2, 0.1], torch.Generator().manual_seed(s))
+        g = torch.Generator().manual_seed(s)
+        order, (b, c, sat, h) = jitter_params([0.2, 0.2, 0.2, 0.1], g)
         assert sorted(order) == [0, 1, 2, 3]
         assert 0.8 <= b <= 1.2 and 0.8 <= c <= 1.2 and 0.8 <= sat <= 1.2 and -0.1 <= h <= 0.1
     order, vals = jitter_params([0.2, 0, 0.2, 0], torch.Generator())

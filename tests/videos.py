@@ -47,14 +47,17 @@ def frame_id(frame):
     return i
 
 
-def write_video(path, n_frames, fps=30, size=(64, 48), frame_fn=index_frame, fmt=None):
+def write_video(path, n_frames, fps=30, size=(64, 48), frame_fn=index_frame, fmt=None,
+                pix_fmt=None):
     """Encode ``n_frames`` frames of ``size=(width, height)`` at ``fps`` to ``path``.
 
     ``fmt`` is ``'mp4'`` (H.264), ``'avi'`` (MPEG-4 part 2) or ``'webm'`` (VP9); by default
-    taken from the extension. Returns ``path``.
+    taken from the extension; ``pix_fmt`` overrides its pixel format (e.g. ``'yuv444p'``).
+    Returns ``path``.
     """
     fmt = fmt or os.path.splitext(path)[1].lstrip('.')
-    codec, pix_fmt, opts = FORMATS[fmt]
+    codec, default_pix, opts = FORMATS[fmt]
+    pix_fmt = pix_fmt or default_pix
     w, h = size
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
     with av.open(path, 'w') as c:

@@ -25,11 +25,12 @@ FEATURE_CODE_VERSION = 1
 
 
 def file_fingerprint(path, head_bytes=1 << 20):
-    """Cheap identity of a checkpoint file: size, mtime and SHA-256 of its first MiB."""
+    """Cheap identity of a checkpoint file: size, mtime and SHA-256 of its first MiB (not its
+    path, so a moved or linked checkpoint keeps its cache)."""
     st = os.stat(path)
     with open(path, 'rb') as f:
         head = hashlib.sha256(f.read(head_bytes)).hexdigest()
-    return {'path': os.path.abspath(path), 'size': st.st_size, 'mtime_ns': st.st_mtime_ns, 'sha_head': head}
+    return {'size': st.st_size, 'mtime_ns': st.st_mtime_ns, 'sha_head': head}
 
 
 def cache_key(cfg, checkpoint=None, seed=0, split='novel'):

@@ -144,8 +144,8 @@ def _fit_linear_span(x, y, n_class, w0, b0, order_iter, epochs, batch_size, lr, 
     and a multiple of W (weight decay); the momentum buffer likewise. So throughout
     ``W = c·W0 + Aᵀ·X`` with a scalar ``c`` (the same for all episodes: only weight decay moves
     it) and per-sample coefficients ``A: E × N × n``. A step costs ``N`` instead of ``D`` per
-    class and reads rows of the Gram matrix ``X Xᵀ``, permuted once per epoch so minibatches
-    are contiguous slices. The softmax-CE gradient is written out (``(softmax(z) − onehot)/B``).
+    class and reads the minibatch's rows of the Gram matrix ``X Xᵀ``. The softmax-CE gradient
+    is written out (``(softmax(z) − onehot) / B``).
 
     Between gradients, SGD moves every coefficient pair ``(a, buf)`` by the same 2 × 2 map
     ``M`` (momentum + weight decay), so within an epoch we keep ``(a, buf) = T·(p, q)`` with a
@@ -167,7 +167,7 @@ def _fit_linear_span(x, y, n_class, w0, b0, order_iter, epochs, batch_size, lr, 
     inj = torch.tensor([-lr * (1 - dampening), 1 - dampening], dtype=torch.float64)
     for _ in range(epochs):
         order = next(order_iter)                                # E × N
-        flat = (order + offset)
+        flat = order + offset                                   # rows of ``gram`` / ``side``
         t_map = torch.eye(2, dtype=torch.float64)
         for s in range(0, n, batch_size):
             sl = slice(s, s + batch_size)
@@ -184,7 +184,7 @@ def _fit_linear_span(x, y, n_class, w0, b0, order_iter, epochs, batch_size, lr, 
             z.exp_()
             z /= z.sum(-1, keepdim=True)
             z -= srow[..., n_class:]
-            z /= idx.shape[1]                                   # dz: dCE/dlogits (E × B × n)
+            z /= bsz                                            # dz: dCE/dlogits (E × B × n)
             if b is not None:
                 g_b = z.sum(1).add_(b, alpha=weight_decay)
                 buf_b = g_b if first else buf_b.mul_(momentum).add_(g_b, alpha=1 - dampening)
