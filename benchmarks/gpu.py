@@ -33,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from concurrent.futures import ProcessPoolExecutor
 
 import av
@@ -58,12 +59,13 @@ STD = [0.229, 0.224, 0.225]
 # sizes of a full run and of --toy (CPU, seconds)
 FULL = dict(batch=32, frames=16, size=112, resize=128, warmup=5, steps=20, videos=24,
             seconds=10.0, workers=[1, 2, 4, 8, 12, 16])
-TOY = dict(batch=2, frames=4, size=32, resize=40, warmup=1, steps=2, videos=2,
+TOY = dict(batch=2, frames=4, size=32, resize=40, warmup=0, steps=1, videos=2,
            seconds=2.0, workers=[0, 1])
 # SGD settings of the DRL configs (lr does not change the timing)
 SP_OPT = {'optimizer': {'name': 'SGD', 'epochs': 1,
                         'model_sp': {'args': {'lr': 0.01, 'momentum': 0.9, 'weight_decay': 1e-4}},
                         'model': {'args': {'lr': 0.01, 'momentum': 0.9, 'weight_decay': 1e-4}}}}
+LOADER_TIMEOUT_S = 120  # a worker that sends no batch for this long is an error, not a wait
 TRAIN_CONFIGS = [('fp32', False, False), ('bf16', True, False), ('bf16_cl3d', True, True)]
 
 
@@ -137,8 +139,8 @@ def bench_drl(device, sz, batch):
         attack = FGSM(eps=0.03, iters=5, momentum=1, scale=STD, dim=2)  # configs/drl/fgsm-e3-i5
         step = DRLAugStep(f, g, KDLoss(), attack=attack)
         opt = build_drl_optimizer(SP_OPT, f=f, g=g)[0]
-        times = time_steps(step, opt, batch, bf16, device, max(1, sz['warmup'] // 2),
-                           max(2, sz['steps'] // 2))
+        times = time_steps(step, opt, batch, bf16, device, sz['warmup'] // 2,
+                           max(1, sz['steps'] // 2))
         out[name] = rate(sz['batch'], times)
         print(f'DRL-FGSM step {name:9s} {out[name]:9.2f} clips/s  (median of {len(times)} steps, '
               f'{1000 * statistics.median(times):.1f} ms/step; attack in fp32)', flush=True)
@@ -215,7 +217,8 @@ def loader_rate(paths, sz, workers, pin):
     ds = build_bench_dataset(paths, sz, n_batches * sz['batch'])
     loader = torch.utils.data.DataLoader(ds, batch_size=sz['batch'], shuffle=False,
                                          num_workers=workers, collate_fn=video_collate,
-                                         pin_memory=pin, drop_last=True)
+                                         pin_memory=pin, drop_last=True,
+                                         timeout=LOADER_TIMEOUT_S if workers else 0)
     clips, t0, skipped = 0, None, 0
     for i, b in enumerate(loader):
         skipped += len(b['skipped'])
@@ -237,10 +240,11 @@ def workers_needed(rates, target):
     return ok[0] if ok else None
 
 
-def bench_loader(sz, device, targets):
-    """Loader clips/s per worker count on freshly generated videos; prints the verdicts.
+def bench_loader(sz, device):
+    """Loader clips/s per worker count on freshly generated videos -> ``{workers: clips/s}``.
 
-    targets: ``{name: clips/s}`` the loader must keep up with. Returns ``(rates, needed)``.
+    Run before any model: a DataLoader forked after the CPU FGSM attack has been seen to hang
+    in its worker (torch 2.14, CPU), so the loader is measured from a clean process state.
     """
     cpus = os.cpu_count() or 1
     counts = [w for w in sz['workers'] if w <= cpus] or [0]
@@ -253,18 +257,24 @@ def bench_loader(sz, device, targets):
         for w in counts:
             rates[w] = loader_rate(paths, sz, w, pin=device.type == 'cuda')
             print(f'loader {w:2d} workers {rates[w]:9.2f} clips/s', flush=True)
+    return rates
+
+
+def report_workers(rates, targets):
+    """Print, for each ``{name: clips/s}`` target, the worker count that keeps up with it
+    (or an extrapolation from the best per-worker rate). Returns ``{name: workers or None}``."""
     needed = {}
+    best = max(rates.values())
+    per_worker = max(r / max(1, w) for w, r in rates.items())
     for name, target in targets.items():
         needed[name] = workers_needed(rates, target)
-        best = max(rates.values())
-        per_worker = max(r / max(1, w) for w, r in rates.items())
         if needed[name] is None:
             print(f'{name} ({target:.1f} clips/s): no tested worker count keeps up '
                   f'(best {best:.1f} clips/s; at {per_worker:.1f} clips/s per worker it would '
                   f'take ~{math.ceil(target / per_worker)} workers)')
         else:
             print(f'{name} ({target:.1f} clips/s): {needed[name]} workers keep up')
-    return rates, needed
+    return needed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,6 +290,19 @@ def parse_args(argv=None):
                         'up to the CPU count)')
     p.add_argument('--skip', nargs='*', default=[], choices=['train', 'drl', 'loader'])
     return p.parse_args(argv)
+
+
+def section(name, skip, failed, fn, *args):
+    """Run one benchmark part; a failure is printed with its traceback and recorded in
+    ``failed`` (the script then exits 1) so the other parts still report their figures."""
+    if name in skip:
+        return None
+    try:
+        return fn(*args)
+    except Exception:  # noqa: BLE001 - reported below and in the exit status
+        print(f'FAILED: {name}\n{traceback.format_exc()}', flush=True)
+        failed.append(name)
+        return None
 
 
 def describe(device):
@@ -302,37 +325,41 @@ def main(argv=None):
           f'1 x 3 x {sz["frames"]} x {sz["size"]} x {sz["size"]} | cudnn.benchmark on, '
           f'cudnn TF32 {torch.backends.cudnn.allow_tf32}, matmul TF32 '
           f'{torch.backends.cuda.matmul.allow_tf32}', flush=True)
-    g = torch.Generator().manual_seed(0)
-    video = torch.randn(sz['batch'], 1, 3, sz['frames'], sz['size'], sz['size'], generator=g)
-    batch = {'video': video.to(device), 'label': torch.randint(0, 400, (sz['batch'],), generator=g).to(device)}
     summary = {'device': describe(device), 'torch': torch.version.__version__}
     t_start = time.perf_counter()
-    train, drl = {}, {}
-    if 'train' not in a.skip:
-        train = bench_train(device, sz, batch)
+    failed = []
+    rates = section('loader', a.skip, failed, bench_loader, sz, device) or {}
+    summary.update({f'loader_w{w}_clips_per_s': f'{r:.2f}' for w, r in rates.items()})
+    g = torch.Generator().manual_seed(0)  # random clips: throughput does not depend on content
+    video = torch.randn(sz['batch'], 1, 3, sz['frames'], sz['size'], sz['size'], generator=g)
+    batch = {'video': video.to(device),
+             'label': torch.randint(0, 400, (sz['batch'],), generator=g).to(device)}
+    train = section('train', a.skip, failed, bench_train, device, sz, batch) or {}
+    if train:
         best = max(('bf16', 'bf16_cl3d'), key=train.get)
         print(f'bf16 / fp32 = {train[best] / train["fp32"]:.2f}x ({best}; target >= 2x)')
         summary.update({f'train_{k}_clips_per_s': f'{v:.2f}' for k, v in train.items()})
         summary['train_best_bf16'] = best
         summary['bf16_over_fp32'] = f'{train[best] / train["fp32"]:.2f}'
-    if 'drl' not in a.skip:
-        drl = bench_drl(device, sz, batch)
-        summary.update({f'drl_fgsm_{k}_clips_per_s': f'{v:.2f}' for k, v in drl.items()})
-    if 'loader' not in a.skip:
-        targets = {}
-        if train:
-            targets['train_bf16'] = max(train['bf16'], train['bf16_cl3d'])
-        if drl:
-            targets['drl_fgsm_bf16'] = drl['bf16_cl']
-        rates, needed = bench_loader(sz, device, targets)
-        summary.update({f'loader_w{w}_clips_per_s': f'{r:.2f}' for w, r in rates.items()})
+    drl = section('drl', a.skip, failed, bench_drl, device, sz, batch) or {}
+    summary.update({f'drl_fgsm_{k}_clips_per_s': f'{v:.2f}' for k, v in drl.items()})
+    targets = {}
+    if train:
+        targets['train_bf16'] = max(train['bf16'], train['bf16_cl3d'])
+    if drl:
+        targets['drl_fgsm_bf16'] = drl['bf16_cl']
+    if rates and targets:
+        needed = report_workers(rates, targets)
         summary.update({f'workers_needed_{k}': 'none<=%d' % max(rates) if v is None else str(v)
                         for k, v in needed.items()})
     summary['total_s'] = f'{time.perf_counter() - t_start:.1f}'
+    if failed:
+        summary['failed'] = ','.join(failed)
     print('== summary ==')
     for k, v in summary.items():
         print(f'{k}={v}')
+    return 1 if failed else 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

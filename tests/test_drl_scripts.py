@@ -42,7 +42,7 @@ def test_main_drl_fgsm(setup):
     tmp, overrides, ckpt = setup
     out = tmp / 'fgsm'
     res, log = _run('main-drl.py', overrides, 'configs/drl/fgsm-e3-i5-scratch.yaml', out,
-                    'sp.adversary.args.iters=2', '--pretrain', str(ckpt))
+                    'sp.adversary.args.iters=1', '--pretrain', str(ckpt))
     assert {'Acc@1', 'Acc@1_sp', 'dynamic_score', 'kl', 'dynamic_score_sample'} <= set(res)
     assert 'loss_adv' in log
     assert (out / 'adversarial' / 'epoch_001.png').is_file()

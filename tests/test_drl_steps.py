@@ -70,7 +70,7 @@ def test_scoring_leaves_video_model_bit_for_bit_unchanged(tmp_path):
 def test_drl_aug_step_updates_both_groups_with_their_lrs(tmp_path):
     f, g = _models()
     lr_sp, lr = 0.01, 0.2
-    attack = FGSM(eps=0.03, iters=2, momentum=1, scale=[0.229, 0.224, 0.225], dim=2)
+    attack = FGSM(eps=0.03, iters=1, scale=[0.229, 0.224, 0.225], dim=2)
     step = DRLAugStep(f, g, KDLoss(), attack=attack, ctx=_ctx(tmp_path),
                       norm=([0.45] * 3, [0.225] * 3))
     optimizer, _ = build_drl_optimizer(_cfg_sp(lr_sp, lr), f=f, g=g)

@@ -241,7 +241,8 @@ def test_cache_key_tracks_checkpoint_and_config_not_episodes(tmp_path):
 def test_main_fsl_config_errors_are_one_line(tmp_path):
     cfg_path, _ = _tiny_scenemotion(tmp_path)
     for override, words in (('model_fs={}', 'model_fs.name'),
-                            ('dataset.args={novel: null}', 'dataset.args')):
+                            ('dataset.args={novel: null}', 'dataset.args'),
+                            ('dataset.n_way=7', 'need 7 classes')):        # the pool has 6
         res = subprocess.run([sys.executable, 'main-fsl.py', str(cfg_path), override, '--output-dir',
                               str(tmp_path / 'x')], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert res.returncode == 2, res.stderr[-2000:]
