@@ -51,3 +51,21 @@ def test_two_processes_match_one(tmp_path, ucf_root):
         return sorted('events' if f.startswith('events.out') else f for f in os.listdir(d))
     assert names(runs[1]) == names(runs[2])
     assert sum(f.startswith('events.out') for f in os.listdir(runs[2])) == 1
+
+
+def test_drl_step_two_processes_match_one(tmp_path, ucf_root):
+    """DRL-dir (frozen-clip penalty) from a baseline: same losses with 1 and 2 processes."""
+    cfg = tiny_config(tmp_path / 'tiny.yaml', ucf_root, epochs=1)
+    base = tmp_path / 'base'
+    launch(['main.py', cfg, '--output-dir', str(base), '-j', '0'], 1)
+    runs = {}
+    for n in (1, 2):
+        out = tmp_path / f'drl{n}'
+        launch(['main-drl-dir.py', cfg, 'configs/drl/kd0.5-freeze.yaml', 'sp.optimizer.epochs=1',
+                '--pretrain', str(base / 'checkpoint.pth.tar'), '--output-dir', str(out), '-j', '0'], n)
+        runs[n] = out
+    rows = {n: list(csv.DictReader(open(runs[n] / 'metrics.csv'))) for n in runs}
+    for key in ('train_loss', 'val_loss', 'val_Acc@1'):
+        assert float(rows[1][0][key]) == pytest.approx(float(rows[2][0][key]), abs=1e-4), key
+    r1, r2 = (json.loads((runs[n] / 'results.json').read_text()) for n in (1, 2))
+    assert r1['Acc@1'] == pytest.approx(r2['Acc@1'], abs=1e-4)

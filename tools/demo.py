@@ -54,7 +54,7 @@ def measure(name, ckpt, out):
                f'{d}/temporality', 'temporality.json')
     trans = run(['main.py', TRANSFER, '--pretrain', ckpt, '--output-dir', f'{d}/transfer'], f'{d}/transfer')
     fs = run(['main-fsl.py', FEWSHOT, '--pretrain', ckpt, '--output-dir', f'{d}/fewshot'], f'{d}/fewshot')
-    return {'dynamic_score': score['dynamic_score'], 'frozen': temp['overall']['frozen'],
+    return {'dynamic_score': score['dynamic_score'], 'frozen': temp['Acc@1_frozen'],
             'transfer': trans['Acc@1'], 'fewshot': fs['Acc@1'], 'fewshot_ci': fs['ci95']}
 
 
