@@ -50,11 +50,10 @@ def train_on_base(cfg, model, ctx, args):
     return engine.ckpt_path
 
 
-def evaluate_novel(cfg, model, ctx, args, checkpoint):
+def evaluate_novel(cfg, model, head, ctx, args, checkpoint):
     """Draw the episodes, encode their videos once, fit and score all heads; returns results."""
     from datasets import build_dataset
     from datasets.episodes import EpisodeSampler
-    from models.fewshot import build_fewshot_model
     from utils.features import cache_key, cached_features
     from utils.fewshot_fit import evaluate_episodes, summarize_accuracies
     d, fs = cfg['dataset'], cfg.get('fewshot') or {}
@@ -83,7 +82,7 @@ def evaluate_novel(cfg, model, ctx, args, checkpoint):
     rows[used] = torch.arange(len(used))
     t_enc = time.time() - t0
 
-    head = build_fewshot_model(cfg.get('model_fs')).to(ctx.device)
+    head = head.to(ctx.device)
     g = torch.Generator().manual_seed(fs.get('seed', ctx.seed) + 1)
     t0 = time.time()
     with torch.no_grad():
@@ -108,18 +107,25 @@ def write_episodes_csv(path, acc, episodes, class_names):
             w.writerow([i, f'{a:.4f}', ' '.join(class_names[c] for c in cls)])
 
 
-def check_fewshot_config(cfg, path):
-    """The keys a few-shot run cannot do without, checked before any work."""
-    if (cfg['dataset'].get('args') or {}).get('novel') is None:
+def check_fewshot_config(cfg, path, evaluate_only):
+    """The keys a few-shot run cannot do without, checked before any work; returns the head."""
+    splits = cfg['dataset'].get('args') or {}
+    if 'optimizer' in cfg and not evaluate_only and splits.get('base') is None:
+        raise UserError(f'{path}: an optimizer block means training on the base split, but there is no '
+                        'dataset.args.base: add it, or pass -e to only evaluate')
+    if splits.get('novel') is None:
         raise UserError(f'{path}: a few-shot config needs dataset.args.novel (clip settings of the novel split)')
-    if not (cfg.get('model_fs') or {}).get('name'):
-        raise UserError(f'{path}: a few-shot config needs model_fs.name (CloserBaseline or MetaBaseline)')
+    from models.fewshot import build_fewshot_model
+    try:   # a wrong head name or argument is a config error: report it before encoding anything
+        return build_fewshot_model(cfg.get('model_fs'))
+    except (ValueError, TypeError, KeyError) as e:
+        raise UserError(f'{path}: model_fs: {e}') from None
 
 
 def main(args):
     check_overrides_prefixes(args.overrides, allow_sp=False)
     cfg = apply_batch_flags(load_config(args.config, args.overrides), args)
-    check_fewshot_config(cfg, args.config)
+    head = check_fewshot_config(cfg, args.config, args.evaluate)
     out_dir = args.output_dir or default_output_dir(args.config, args.pretrain, args.debug)
     ctx = setup_run(args, cfg, out_dir)
     ctx.extra['config'] = cfg
@@ -131,7 +137,7 @@ def main(args):
                           trainable=train)
     checkpoint = train_on_base(cfg, model, ctx, args) if train else pretrain
     if ctx.is_main:   # episodes are cheap once encoded: one process evaluates them all
-        results = evaluate_novel(cfg, unwrap(model), ctx, args, checkpoint)
+        results = evaluate_novel(cfg, unwrap(model), head, ctx, args, checkpoint)
         log.info('few-shot %d-way %d-shot: Acc@1 %.2f ± %.2f (95%% CI, %d episodes)', results['n_way'],
                  results['n_shot'], results['Acc@1'], results['ci95'], results['episodes'])
         save_json(results, os.path.join(out_dir, 'results.json'))

@@ -288,6 +288,9 @@ def parse_args(argv=None):
     p.add_argument('--workers', type=lambda s: [int(v) for v in s.split(',')], default=None,
                    help='comma-separated DataLoader worker counts (default 1,2,4,8,12,16 '
                         'up to the CPU count)')
+    p.add_argument('--batch', type=int, default=None, help='batch size (default 32; --toy 2)')
+    p.add_argument('--no-tf32', action='store_true',
+                   help='strict fp32 baseline: cuDNN TF32 off (PyTorch allows TF32 convs by default)')
     p.add_argument('--skip', nargs='*', default=[], choices=['train', 'drl', 'loader'])
     return p.parse_args(argv)
 
@@ -319,6 +322,11 @@ def main(argv=None):
     sz = dict(TOY if a.toy else FULL)
     if a.workers:
         sz['workers'] = a.workers
+    if a.batch:
+        sz['batch'] = a.batch
+    if a.no_tf32:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
     cv2.setNumThreads(1)
     print(f'device {describe(device)} | torch {torch.version.__version__} | batch {sz["batch"]} x '

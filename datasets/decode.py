@@ -20,6 +20,10 @@ from av.video.reformatter import VideoReformatter
 
 from .sampling import clip_indices
 
+# Clips are small: OpenCV's own thread pool gains little here, and a pool started in the main
+# process can deadlock DataLoader workers forked from it. Parallelism comes from workers.
+cv2.setNumThreads(1)
+
 FRAMES_FPS = 12.0   # frame rate assumed for SSv1 / Jester frame folders
 SEEK_GAP_S = 1.0    # decode through gaps shorter than this instead of seeking again
 SKIP_NONREF = True  # let the decoder drop unneeded non-reference frames (exact; see below)

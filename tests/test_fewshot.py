@@ -240,7 +240,8 @@ def test_cache_key_tracks_checkpoint_and_config_not_episodes(tmp_path):
 
 def test_main_fsl_config_errors_are_one_line(tmp_path):
     cfg_path, _ = _tiny_scenemotion(tmp_path)
-    for override, words in (('model_fs={}', 'model_fs.name'),
+    for override, words in (('model_fs={}', 'needs a model_fs block'),
+                            ('model_fs.name=MetaBaseline', "'cos' or 'sqr'"),  # args still softmax
                             ('dataset.args={novel: null}', 'dataset.args'),
                             ('dataset.n_way=7', 'need 7 classes')):        # the pool has 6
         res = subprocess.run([sys.executable, 'main-fsl.py', str(cfg_path), override, '--output-dir',
