@@ -4,7 +4,7 @@
     python main-fsl.py configs/scenemotion-fs/res3d18-1shot.yaml --pretrain runs/sm/model_best.pth.tar --output-dir runs/fs
     python main-fsl.py CFG --pretrain CKPT dataset.n_batch=100 fewshot.cache=true
 
-With an ``optimizer`` block the encoder is first trained on the ``base`` split (the same engine
+With a ``dataset.args.base`` split (and an ``optimizer``) the encoder is first trained on it (the same engine
 and step as main.py); then all episodes are drawn from the ``novel`` split, the videos they use
 are encoded once, and every episode's ``model_fs`` head is fitted and scored (all together).
 Writes ``episodes.csv`` (per-episode accuracy) and ``results.json`` (``Acc@1``, ``ci95``,
@@ -91,7 +91,8 @@ def evaluate_novel(cfg, model, head, ctx, args, checkpoint):
     t_fit = time.time() - t0
     log.info('features: %d videos (%d encoded now) in %.1f s; %d episodes fitted in %.1f s (%.1f episodes/s)',
              len(used), n_new, t_enc, len(episodes), t_fit, len(episodes) / max(t_fit, 1e-9))
-    write_episodes_csv(os.path.join(ctx.out_dir, 'episodes.csv'), acc, episodes, novel.classes)
+    if ctx.is_main:
+        write_episodes_csv(os.path.join(ctx.out_dir, 'episodes.csv'), acc, episodes, novel.classes)
     results = summarize_accuracies(acc)
     results.update({'n_way': sampler.n_way, 'n_shot': sampler.n_shot, 'n_query': sampler.n_query,
                     'model_fs': cfg['model_fs']['name'], 'videos_encoded': len(used)})
@@ -110,9 +111,9 @@ def write_episodes_csv(path, acc, episodes, class_names):
 def check_fewshot_config(cfg, path, evaluate_only):
     """The keys a few-shot run cannot do without, checked before any work; returns the head."""
     splits = cfg['dataset'].get('args') or {}
-    if 'optimizer' in cfg and not evaluate_only and splits.get('base') is None:
-        raise UserError(f'{path}: an optimizer block means training on the base split, but there is no '
-                        'dataset.args.base: add it, or pass -e to only evaluate')
+    if splits.get('base') is not None and 'optimizer' not in cfg and not evaluate_only:
+        raise UserError(f'{path}: dataset.args.base means training on the base split first, '
+                        'but there is no optimizer block: add one, or pass -e to only evaluate')
     if splits.get('novel') is None:
         raise UserError(f'{path}: a few-shot config needs dataset.args.novel (clip settings of the novel split)')
     from models.fewshot import build_fewshot_model
@@ -132,14 +133,17 @@ def main(args):
 
     from models import build_model
     pretrain = args.pretrain or cfg['model'].get('pretrain')
-    train = 'optimizer' in cfg and not args.evaluate
+    # train on the base classes first only when the config has a base split
+    train = (cfg['dataset'].get('args') or {}).get('base') is not None and not args.evaluate
     model = prepare_model(build_model(cfg['model']), cfg['model'], ctx, args, pretrain=pretrain,
                           trainable=train)
     checkpoint = train_on_base(cfg, model, ctx, args) if train else pretrain
-    if ctx.is_main:   # episodes are cheap once encoded: one process evaluates them all
-        results = evaluate_novel(cfg, unwrap(model), head, ctx, args, checkpoint)
-        log.info('few-shot %d-way %d-shot: Acc@1 %.2f ± %.2f (95%% CI, %d episodes)', results['n_way'],
-                 results['n_shot'], results['Acc@1'], results['ci95'], results['episodes'])
+    # every rank encodes its share of the videos; the (cheap, deterministic) fits then run on
+    # the gathered features and rank 0 writes the results
+    results = evaluate_novel(cfg, unwrap(model), head, ctx, args, checkpoint)
+    log.info('few-shot %d-way %d-shot: Acc@1 %.2f ± %.2f (95%% CI, %d episodes)', results['n_way'],
+             results['n_shot'], results['Acc@1'], results['ci95'], results['episodes'])
+    if ctx.is_main:
         save_json(results, os.path.join(out_dir, 'results.json'))
 
 

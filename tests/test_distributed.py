@@ -69,3 +69,26 @@ def test_drl_step_two_processes_match_one(tmp_path, ucf_root):
         assert float(rows[1][0][key]) == pytest.approx(float(rows[2][0][key]), abs=1e-4), key
     r1, r2 = (json.loads((runs[n] / 'results.json').read_text()) for n in (1, 2))
     assert r1['Acc@1'] == pytest.approx(r2['Acc@1'], abs=1e-4)
+
+
+def test_fewshot_feature_extraction_two_processes_match_one(tmp_path):
+    """main-fsl.py: 2 ranks each encode half the videos; gathered features and results match."""
+    import torch
+    from models import build_model
+    from tests.test_fewshot import _tiny_scenemotion
+    from utils.checkpoint import load_checkpoint, save_checkpoint
+    cfg_path, cfg = _tiny_scenemotion(tmp_path)
+    torch.manual_seed(0)
+    ckpt = tmp_path / 'enc.pth.tar'
+    save_checkpoint({'state_dict': build_model(cfg['model']).state_dict()}, ckpt)
+    out = {}
+    for n in (1, 2):
+        out[n] = tmp_path / f'fs{n}'
+        launch(['main-fsl.py', str(cfg_path), '--pretrain', str(ckpt), '--output-dir', str(out[n]), '-j', '0'], n)
+    r1, r2 = (json.loads((out[n] / 'results.json').read_text()) for n in (1, 2))
+    assert r1 == r2
+    (c1,), (c2,) = (os.listdir(out[n] / 'feature_cache') for n in (1, 2))
+    f1, f2 = load_checkpoint(out[1] / 'feature_cache' / c1), load_checkpoint(out[2] / 'feature_cache' / c2)
+    order1, order2 = f1['index'].argsort(), f2['index'].argsort()
+    assert torch.equal(f1['index'][order1], f2['index'][order2])
+    torch.testing.assert_close(f1['feat'][order1], f2['feat'][order2], atol=1e-5, rtol=1e-4)

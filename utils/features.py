@@ -16,6 +16,7 @@ import time
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from . import dist as dist_utils
 from .checkpoint import load_checkpoint, save_checkpoint, unwrap
 
 log = logging.getLogger('drl')
@@ -55,7 +56,8 @@ def cache_key(cfg, checkpoint=None, seed=0, split='novel'):
 
 
 @torch.no_grad()
-def encode_videos(model, dataset, indices, batch_size=4, num_workers=0, device=None, print_freq=20):
+def encode_videos(model, dataset, indices, batch_size=4, num_workers=0, device=None, print_freq=20,
+                  shard=True):
     """Per-clip pooled features of ``dataset[i]`` for ``i`` in ``indices``.
 
     The model runs in eval mode under ``no_grad``; each batch of ``batch_size`` videos is one
@@ -65,6 +67,8 @@ def encode_videos(model, dataset, indices, batch_size=4, num_workers=0, device=N
         model: a video model (``forward_features``: ``N × C × T × H × W -> N × D``).
         dataset: a :class:`datasets.VideoDataset` (test transform).
         indices: ``U`` dataset indices.
+        shard: under ``torchrun``, split the videos over the ranks and gather the features
+            (every rank returns all of them).
     Returns:
         ``U × K × D`` float32 CPU tensor, rows in the order of ``indices``.
     Raises:
@@ -73,9 +77,11 @@ def encode_videos(model, dataset, indices, batch_size=4, num_workers=0, device=N
     from datasets.collate import video_collate
     net = unwrap(model)
     device = device or next(net.parameters()).device
+    indices = [int(i) for i in indices]
+    if shard and dist_utils.get_world_size() > 1:
+        return _encode_sharded(model, dataset, indices, batch_size, num_workers, device, print_freq)
     was_training = net.training
     net.eval()
-    indices = [int(i) for i in indices]
     pos = {v: j for j, v in enumerate(indices)}
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, collate_fn=video_collate)
@@ -97,6 +103,21 @@ def encode_videos(model, dataset, indices, batch_size=4, num_workers=0, device=N
         net.train(was_training)
     if out is None:
         raise RuntimeError('no videos to encode')
+    return out
+
+
+def _encode_sharded(model, dataset, indices, *encode_args):
+    """Rank ``r`` of ``w`` encodes ``indices[r::w]``; every rank gets all features back."""
+    world, rank = dist_utils.get_world_size(), dist_utils.get_rank()
+    mine = indices[rank::world]
+    feat = encode_videos(model, dataset, mine, *encode_args, shard=False) if mine else None
+    out, pos = None, {v: j for j, v in enumerate(indices)}
+    for idx, part in dist_utils.all_gather_objects((mine, feat)):
+        if part is None:
+            continue
+        if out is None:
+            out = torch.empty(len(indices), *part.shape[1:])
+        out[[pos[i] for i in idx]] = part
     return out
 
 
@@ -126,7 +147,7 @@ def cached_features(model, dataset, indices, cache_path=None, key=None, **encode
         new = encode_videos(model, dataset, missing.tolist(), **encode_kw)
         have_idx = torch.cat([have_idx, missing])
         have_feat = new if have_feat is None else torch.cat([have_feat, new])
-        if cache_path:
+        if cache_path and dist_utils.get_rank() == 0:
             labels = torch.tensor([dataset.labels[i] for i in have_idx.tolist()])
             save_checkpoint({'key': key, 'index': have_idx, 'feat': have_feat, 'label': labels}, cache_path)
             log.info('feature cache: %s (%d videos)', cache_path, len(have_idx))
