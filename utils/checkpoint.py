@@ -8,7 +8,13 @@ import random
 import numpy as np
 import torch
 
+from .errors import UserError
+
 log = logging.getLogger(__name__)
+
+
+class CheckpointError(UserError, RuntimeError):
+    """An unreadable checkpoint, or one whose weights do not fit the model."""
 
 
 def _atomic(path, write):
@@ -46,7 +52,7 @@ def load_checkpoint(path, map_location='cpu'):
         return torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RuntimeError(f'cannot read checkpoint {path}: {first}') from None
+        raise CheckpointError(f'cannot read checkpoint {path}: {first}') from None
 
 
 def strip_prefix(state_dict, prefixes=('module.', '_orig_mod.')):
@@ -75,7 +81,7 @@ def load_pretrained(model, path, copy_head=False, key='state_dict'):
     """
     ckpt = load_checkpoint(path)
     if key not in ckpt:
-        raise KeyError(f'{path} has no {key!r} (keys: {", ".join(sorted(ckpt))})')
+        raise CheckpointError(f'{path} has no {key!r} (keys: {", ".join(sorted(ckpt))})')
     state = strip_prefix(ckpt[key])
     if not copy_head:
         state = {k: v for k, v in state.items() if not k.startswith('head.')}
@@ -83,7 +89,7 @@ def load_pretrained(model, path, copy_head=False, key='state_dict'):
     result = target.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if copy_head or not k.startswith('head.')]
     if missing or result.unexpected_keys:
-        raise RuntimeError(f'{path}: weights do not fit the model: missing {missing[:5]}, '
+        raise CheckpointError(f'{path}: weights do not fit the model: missing {missing[:5]}, '
                            f'unexpected {result.unexpected_keys[:5]}')
     log.info('loaded %s from %s (%s)', key, path, 'with head' if copy_head else 'head reset')
     return ckpt
