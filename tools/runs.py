@@ -30,15 +30,17 @@ def run(cmd, out_dir, result='results.json', log=print):
         return json.load(f)
 
 
-def measure(ckpt, cfg, transfer_cfg, out, extra=(), fewshot_cfg=None, log=print):
+def measure(ckpt, cfg, transfer_cfg, out, extra=(), fewshot_cfg=None, log=print, score_args=DRL_SHORT):
     """Measure one checkpoint; every run goes to a sub-folder of ``out``.
 
+    Args:
+        score_args: overrides of the scoring run (its length).
     Returns:
         dict with ``dynamic_score``, ``frozen`` (frozen-clip Acc@1 on pretrain-val),
         ``transfer`` (Acc@1 after fine-tuning) and, with ``fewshot_cfg``, ``fewshot``/``fewshot_ci``.
     """
     extra = list(extra)
-    score = run(['main-drl.py', cfg, SCORING, *DRL_SHORT, '--pretrain', ckpt, '--output-dir', f'{out}/scoring',
+    score = run(['main-drl.py', cfg, SCORING, *score_args, '--pretrain', ckpt, '--output-dir', f'{out}/scoring',
                  *extra],
                 f'{out}/scoring', log=log)
     temp = run(['tools/temporality.py', cfg, '--pretrain', ckpt, '--output-dir', f'{out}/temporality', *extra],
