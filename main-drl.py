@@ -11,16 +11,13 @@ The video model comes from checkpoints/<CFG>/checkpoint.pth.tar (or --pretrain /
 import logging
 
 from drl.attacks import build_attack
-from drl.build import (build_data, build_drl_optimizer, build_spatial_model, drl_output_dir,
-                       load_video_model, normalisation)
+from drl.build import build_spatial_model, load_video_model, normalisation, run_drl
 from drl.losses import build_criterion
 from drl.steps import DRLAugStep, FeatureLoss
 from utils.args import base_parser
 from utils.build import prepare_model
-from utils.config import load_config, load_sp_config
-from utils.engine import Engine
 from utils.errors import UserError
-from utils.runner import apply_batch_flags, run_entry, setup_run
+from utils.runner import run_entry
 
 log = logging.getLogger('drl')
 
@@ -55,27 +52,7 @@ def build_step(cfg, cfg_sp, ctx, args, classes):
 
 
 def main(args):
-    cfg = apply_batch_flags(load_config(args.config, args.overrides), args)
-    cfg_sp = load_sp_config(args.sp_config, args.overrides)
-    if args.seed is None and 'seed' in cfg_sp:
-        args.seed = cfg_sp['seed']
-    ctx = setup_run(args, cfg, drl_output_dir(args), cfg_sp=cfg_sp)
-    ctx.extra.update(config=cfg, config_sp=cfg_sp)
-
-    data, loaders = build_data(cfg, ctx, args)
-    step = build_step(cfg, cfg_sp, ctx, args, next(iter(data.values())).classes)
-    optimizer, scheduler = build_drl_optimizer(cfg_sp, f=None if step.scoring else step.f,
-                                               g=None if step.freeze_sp else step.g)
-    engine = Engine(step, optimizer, scheduler, ctx, epochs=cfg_sp['optimizer']['epochs'])
-    if args.evaluate:
-        if not engine.resume(enabled=True):
-            raise UserError(f'-e: no checkpoint of this DRL run in {ctx.out_dir}')
-    else:
-        engine.resume(enabled=not args.no_resume)
-        engine.fit(loaders['train'], loaders.get('test'))
-    if 'test_final' in loaders:
-        # scoring wants the converged spatial model (last epoch), not the epoch with the best Acc@1
-        engine.test(loaders['test_final'], use_best=not (step.scoring or args.evaluate))
+    run_drl(args, build_step)
 
 
 if __name__ == '__main__':

@@ -16,6 +16,7 @@ The ``SP`` variants keep one perturbation per position of the dims in ``cp_dim``
 e.g. time), so all frames of a clip receive the same perturbation: a static, appearance-only
 attack.
 """
+import abc
 import contextlib
 import copy
 
@@ -107,7 +108,7 @@ def _logits(out):
     return out['pred'] if isinstance(out, dict) else out
 
 
-class _Attack:
+class _Attack(abc.ABC):
     """Shared machinery: scale broadcasting, perturbation shape, input gradients."""
 
     def __init__(self, eps, iters, scale=None, dim=None, cp_dim=None, fuse_bn=True):
@@ -159,8 +160,9 @@ class _Attack:
             delta = self.run(net, x, y, self._scale(x))
         return (x + delta).detach()
 
-    def run(self, model, x, y, scale):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def run(self, model, x, y, scale):
+        """The perturbation ``delta`` (same shape as ``x``) for this attack."""
 
 
 @ATTACKS.register('FGSM')

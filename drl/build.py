@@ -7,7 +7,9 @@ from utils.build import build_loader, default_workers, prepare_model, to_memory_
 from utils.checkpoint import load_checkpoint, load_pretrained, strip_prefix, unwrap
 from utils.errors import UserError
 from utils.optim import build_optimizer, build_scheduler
-from utils.runner import config_run_name
+from utils.config import load_config, load_sp_config
+from utils.engine import Engine
+from utils.runner import apply_batch_flags, config_run_name, setup_run
 
 log = logging.getLogger('drl')
 
@@ -138,3 +140,31 @@ def freeze_module(m):
     m.requires_grad_(False)
     return m
 
+
+
+def run_drl(args, build_step):
+    """The run of both DRL scripts: configs -> data -> step -> engine -> final test.
+
+    Args:
+        build_step: ``(cfg, cfg_sp, ctx, args, classes) -> step`` with ``trained_models()`` and
+            ``test_with_best`` (see :class:`drl.steps._DRLStep`).
+    """
+    cfg = apply_batch_flags(load_config(args.config, args.overrides), args)
+    cfg_sp = load_sp_config(args.sp_config, args.overrides)
+    if args.seed is None and 'seed' in cfg_sp:
+        args.seed = cfg_sp['seed']
+    ctx = setup_run(args, cfg, drl_output_dir(args), cfg_sp=cfg_sp)
+    ctx.extra.update(config=cfg, config_sp=cfg_sp)
+
+    data, loaders = build_data(cfg, ctx, args)
+    step = build_step(cfg, cfg_sp, ctx, args, next(iter(data.values())).classes)
+    optimizer, scheduler = build_drl_optimizer(cfg_sp, *step.trained_models())
+    engine = Engine(step, optimizer, scheduler, ctx, epochs=cfg_sp['optimizer']['epochs'])
+    if args.evaluate:
+        if not engine.resume(enabled=True):
+            raise UserError(f'-e: no checkpoint of this DRL run in {ctx.out_dir}')
+    else:
+        engine.resume(enabled=not args.no_resume)
+        engine.fit(loaders['train'], loaders.get('test'))
+    if 'test_final' in loaders:
+        engine.test(loaders['test_final'], use_best=step.test_with_best and not args.evaluate)

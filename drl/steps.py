@@ -68,6 +68,15 @@ class _DRLStep(Step):
     def __init__(self, ctx=None, classes=None):
         self.ctx, self.classes = ctx, classes
 
+    def trained_models(self):
+        """``(f, g)`` for the optimiser; ``None`` for a model that stays fixed (or is absent)."""
+        return self.f, self.g
+
+    @property
+    def test_with_best(self):
+        """Whether the final test loads ``model_best`` (the epoch with the best val Acc@1)."""
+        return True
+
     def summarize(self, records, tag):
         if 'logits_sp' not in records or len(records['labels']) == 0:
             return {}
@@ -121,6 +130,14 @@ class DRLAugStep(_DRLStep):
         self.visualize = dict({'n_clips': 4, 'every': 1}, **(visualize or {}))
         self.norm = norm or ([0.0] * 3, [1.0] * 3)
         self.epoch, self._vis_due = 0, False
+
+    def trained_models(self):
+        return (None if self.scoring else self.f), (None if self.freeze_sp else self.g)
+
+    @property
+    def test_with_best(self):
+        # scoring wants the converged spatial model (last epoch); f never changes there
+        return not self.scoring
 
     def train(self, mode=True):
         self.f.train(mode and not self.scoring)

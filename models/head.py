@@ -4,6 +4,7 @@ A video batch is ``B × K × C × T × H × W`` (K clips per video). Each clip i
 pooled feature (``forward_features``), the head (dropout → linear) scores every clip, and the
 clip scores are combined into one prediction per video (``forward_head``, "clip consensus").
 """
+import abc
 import math
 
 import torch
@@ -36,7 +37,7 @@ def clip_consensus(logits, mode):
     raise ValueError(f'unknown consensus {mode!r}; expected one of {CONSENSUS}')
 
 
-class VideoModel(nn.Module):
+class VideoModel(nn.Module, metaclass=abc.ABCMeta):
     """Base of all video models: clip folding, the ``head`` classifier, consensus, ``ret_feat``.
 
     Subclasses build their trunk and implement ``forward_features(x, feats=None)``, which maps
@@ -81,9 +82,9 @@ class VideoModel(nn.Module):
         else:
             self.head = nn.Identity()
 
+    @abc.abstractmethod
     def forward_features(self, x, feats=None):
         """``N × C × T × H × W`` → ``N × D``; see the class docstring."""
-        raise NotImplementedError
 
     def forward_head(self, feat):
         """Per-clip pooled features ``B × K × D`` → video scores ``B × n_class``

@@ -4,6 +4,7 @@ The engine owns epochs, batches, the optimiser step (with AMP), meters, progress
 ``metrics.csv``, checkpoints, resume and ``results.json``; a :class:`Step` owns the models and
 the per-batch computation. Nothing here branches on a model or method name.
 """
+import abc
 import contextlib
 import logging
 import math
@@ -39,7 +40,7 @@ class StepOutput:
     records: dict = field(default_factory=dict)
 
 
-class Step:
+class Step(abc.ABC):
     """Base class of the per-batch computations (baseline, DRL-aug, scoring, DRL-dir).
 
     ``modules`` maps checkpoint keys to modules (e.g. ``{'state_dict': f, 'state_dict_sp': g}``).
@@ -50,11 +51,13 @@ class Step:
         for m in self.modules.values():
             m.train(mode)
 
+    @abc.abstractmethod
     def train_step(self, batch):
-        raise NotImplementedError('a Step subclass must implement train_step')
+        """One training batch -> :class:`StepOutput` with ``loss`` (the engine back-propagates)."""
 
+    @abc.abstractmethod
     def eval_step(self, batch):
-        raise NotImplementedError('a Step subclass must implement eval_step')
+        """One evaluation batch -> :class:`StepOutput` with ``metrics`` and ``records``."""
 
     def summarize(self, records, tag):
         """Split-level metrics from all ranks' concatenated ``records``; ``tag`` names the split."""
