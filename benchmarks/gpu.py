@@ -55,6 +55,9 @@ from models import build_model  # noqa: E402
 from utils.build import to_memory_format  # noqa: E402
 from utils.classify import ClassifierStep  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_step import time_step  # noqa: E402  (same timing loop as the CPU benchmark)
+
 STD = [0.229, 0.224, 0.225]
 # sizes of a full run and of --toy (CPU, seconds)
 FULL = dict(batch=32, frames=16, size=112, resize=128, warmup=5, steps=20, videos=24,
@@ -85,26 +88,8 @@ def build_r2d18(device, channels_last):
 
 
 def time_steps(step, optimizer, batch, bf16, device, warmup, steps):
-    """Seconds per engine-equivalent step (forward under autocast, backward, SGD update).
-
-    batch: ``{'video': B × 1 × C × T × H × W, 'label': B}`` on ``device``. Returns a list of
-    ``steps`` durations (after ``warmup`` untimed steps, which include cudnn autotuning).
-    """
-    step.train(True)
-    amp = (torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext())
-    times = []
-    for i in range(warmup + steps):
-        sync(device)
-        t0 = time.perf_counter()
-        with amp:
-            out = step.train_step(batch)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
-        sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return times
+    """Seconds per engine-equivalent step; the timing loop of ``benchmarks/train_step.py``."""
+    return time_step(step, optimizer, batch, warmup, steps, 'bf16' if bf16 else 'off', device)
 
 
 def rate(batch_size, times):

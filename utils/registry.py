@@ -24,11 +24,13 @@ class Registry:
             return obj
         return deco
 
-    def get(self, name):
+    def get(self, name, key=None):
+        """The entry called ``name``; ``key`` (e.g. ``'adversary.name'``) prefixes the error."""
         if name not in self._table:
             close = difflib.get_close_matches(str(name), self._table, n=3, cutoff=0.4)
             hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ''
-            raise UnknownNameError(f'unknown {self.kind} {name!r}{hint} (known: {", ".join(sorted(self._table))})')
+            where = f'{key}: ' if key else ''
+            raise UnknownNameError(f'{where}unknown {self.kind} {name!r}{hint} (known: {", ".join(sorted(self._table))})')
         return self._table[name]
 
     def names(self):
