@@ -60,8 +60,12 @@ def main(args):
         pretrain = args.pretrain or cfg['model'].get('pretrain')
     model = prepare_model(model, cfg['model'], ctx, args, pretrain=pretrain)
     classes = next(iter(data.values())).classes
+    final = data.get('test_final')
+    predictions = ((os.path.join(out_dir, 'predictions.csv'), [r.vid for r in final.records])
+                   if final is not None and ctx.is_main else None)
     step = ClassifierStep(model, build_criterion(cfg.get('criterion')).to(ctx.device),
-                          freeze_bn=cfg['model'].get('freeze_bn', False), classes=classes)
+                          freeze_bn=cfg['model'].get('freeze_bn', False), classes=classes,
+                          predictions_to=predictions)
 
     optimizer = build_optimizer(cfg['optimizer'], model.parameters()) if not args.evaluate else None
     scheduler = build_scheduler(cfg['optimizer'], optimizer) if optimizer else None

@@ -63,6 +63,11 @@ def test_train_writes_run_folder(tmp_path, ucf_root):
     assert yaml.safe_load((out / 'config.yaml').read_text())['optimizer']['epochs'] == 1
     rows = list(csv.DictReader(open(out / 'metrics.csv')))
     assert len(rows) == 1 and rows[0]['epoch'] == '1'
+    # per-video predictions of the final test: every test video once, by its id
+    preds = list(csv.DictReader(open(out / 'predictions.csv')))
+    assert len(preds) == res['n_videos'] and len({p['vid'] for p in preds}) == len(preds)
+    correct = sum(p['label'] == p['pred'] for p in preds)
+    assert correct / len(preds) * 100 == pytest.approx(res['Acc@1'], abs=1e-3)
 
 
 def test_evaluate_and_finetune(tmp_path, ucf_root):

@@ -1,4 +1,7 @@
 """The supervised step of ``main.py`` (and the base-split training of ``main-fsl.py``)."""
+import csv
+import os
+
 import torch
 
 from .engine import Step, StepOutput, accuracy, set_bn_eval
@@ -15,6 +18,20 @@ def per_class_accuracy(logits, labels, classes=None):
     return out
 
 
+def write_predictions(target, records, classes=None):
+    """``predictions.csv``: per video id, true and predicted class and the predicted probability."""
+    path, vids = target
+    conf, pred = records['logits'].float().softmax(1).max(1)
+    name = (lambda c: classes[c]) if classes else str
+    tmp = f'{path}.tmp{os.getpid()}'
+    with open(tmp, 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['vid', 'index', 'label', 'pred', 'prob'])
+        for i, y, p, c in zip(records['index'].tolist(), records['labels'].tolist(), pred.tolist(), conf.tolist()):
+            w.writerow([vids[i], i, name(y), name(p), f'{c:.4f}'])
+    os.replace(tmp, path)
+
+
 class ClassifierStep(Step):
     """Cross-entropy training of one video model; logits are recorded for split metrics.
 
@@ -23,10 +40,13 @@ class ClassifierStep(Step):
         criterion: loss module taking ``(logits, labels)``.
         freeze_bn: keep BatchNorm layers in eval mode while training.
         classes: class names, for per-class results.
+        predictions_to: ``(csv_path, vids)``: after the final test, write one row per video
+            (id, label, prediction, its probability) there; ``vids[i]`` names dataset index ``i``.
     """
 
-    def __init__(self, model, criterion, freeze_bn=False, classes=None):
+    def __init__(self, model, criterion, freeze_bn=False, classes=None, predictions_to=None):
         self.model, self.criterion, self.freeze_bn, self.classes = model, criterion, freeze_bn, classes
+        self.predictions_to = predictions_to
         self.modules = {'state_dict': model}
 
     def train(self, mode=True):
@@ -55,5 +75,7 @@ class ClassifierStep(Step):
     def summarize(self, records, tag):
         if tag != 'test_final' or 'logits' not in records:
             return {}
+        if self.predictions_to is not None:
+            write_predictions(self.predictions_to, records, self.classes)
         return {'per_class_Acc@1': per_class_accuracy(records['logits'], records['labels'], self.classes),
                 'n_videos': int(records['labels'].numel())}
