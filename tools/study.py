@@ -86,7 +86,9 @@ def write_page(table, seeds, commands, seconds, path):
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     lines += ['', '## Outcome', ''] + outcome(table) + ['', '## Columns', '',
               '- *pretrain-val Acc@1*: final test of the pretraining (or DRL) run on the pretrain',
-              '  val split, where the scene predicts the class with probability ≈ `bias`.',
+              '  val split, where the scene predicts the class with probability ≈ `bias` (weights of',
+              '  the best validation epoch); the other columns measure the run\'s last-epoch',
+              '  `checkpoint.pth.tar`.',
               '- *frozen-clip Acc@1*: the same split with every clip\'s first frame repeated',
               '  (`tools/temporality.py`); high = the model answers from the scene.',
               '- *dynamic score*: 1 − top-1 agreement of a frame-wise ResNet-18 trained to mimic the',
