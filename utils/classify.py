@@ -22,7 +22,8 @@ def write_predictions(target, records, classes=None):
     """``predictions.csv``: per video id, true and predicted class and the predicted probability."""
     path, vids = target
     conf, pred = records['logits'].float().softmax(1).max(1)
-    name = (lambda c: classes[c]) if classes else str
+    def name(c):  # the head may have more outputs than the split has classes
+        return classes[c] if classes is not None and c < len(classes) else str(c)
     tmp = f'{path}.tmp{os.getpid()}'
     with open(tmp, 'w', newline='') as f:
         w = csv.writer(f)
