@@ -6,12 +6,11 @@ jitter factors and order) is drawn once per clip from the generator passed in, s
 of a clip share them and clips of one video may differ.
 
 Geometry uses ``torchvision.transforms.v2.functional`` on channels-first uint8 views. Colour
-jitter is the expensive part; it runs on the *cropped* clip, in float, channels-last, with
-the semantics of ``torchvision.transforms.v2.ColorJitter`` on a float video (random order of
-the four ops, each clamped to [0, 1], contrast against each frame's mean grey level). Hue is
-done with OpenCV's float RGB<->HSV conversion, which is several times faster than
-torchvision's tensor ``adjust_hue``; ``tests/test_transforms.py`` checks both against the
-library op and ``benchmarks/pipeline.py --ops`` times them.
+jitter and normalisation (the expensive part) run on the *cropped* clip, in float,
+channels-last, with the semantics of ``torchvision.transforms.v2.ColorJitter`` +
+``Normalize`` on a float video, fused into a few OpenCV passes (:mod:`datasets.colour`);
+``tests/test_transforms.py`` checks them against the library ops and
+``benchmarks/pipeline.py --ops`` times both.
 """
 import math
 
@@ -20,9 +19,8 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from .colour import color_jitter, jitter_normalize  # noqa: F401 (color_jitter: API)
 from .decode import resized_hw
-
-GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 
 def _uniform(lo, hi, g):
@@ -47,56 +45,6 @@ def jitter_params(factors, g):
         else:
             vals.append(_uniform(max(0.0, 1 - f), 1 + f, g))
     return order, vals
-
-
-def _as_image(x):
-    """Zero-copy ``(T*H) × W × 3`` numpy view of a contiguous float ``T × H × W × 3`` clip:
-    OpenCV's per-pixel ops then handle the whole clip in one call."""
-    assert x.is_contiguous() and x.dtype == torch.float32, 'needs a contiguous float32 clip'
-    t, h, w, c = x.shape
-    return x.numpy().reshape(t * h, w, c)
-
-
-def color_jitter(x, order, vals):
-    """Colour jitter of a float channels-last clip ``T × H × W × 3`` in [0, 1].
-
-    Works in place where it can; returns the result (a new tensor after some ops).
-
-    Same maths as torchvision's float ``adjust_brightness`` / ``adjust_contrast`` /
-    ``adjust_saturation`` / ``adjust_hue`` applied in ``order`` (each result clamped to
-    [0, 1]; contrast blends each frame with its own mean grey level), done with OpenCV's
-    SIMD per-pixel kernels (saturation is one 3 × 3 colour matrix; hue is a shift of H in
-    float HSV) instead of many strided tensor passes.
-    """
-    img = _as_image(x)
-    gw = np.asarray([GRAY], np.float32)
-    for k in order:
-        v = vals[k]
-        if v is None:
-            continue
-        # a factor <= 1 blends with values inside [0, 1], so that op cannot leave the range:
-        # its clamp is skipped (exact up to float rounding)
-        if k == 0:    # brightness: blend with black
-            x.mul_(v)
-            if v > 1:
-                x.clamp_(max=1)
-        elif k == 1:  # contrast: blend with each frame's mean grey level
-            mean = torch.from_numpy(cv2.transform(img, gw)).view(x.shape[0], -1).mean(1)
-            x.mul_(v).add_(mean.mul_(1 - v).view(-1, 1, 1, 1))
-            if v > 1:
-                x.clamp_(0, 1)
-        elif k == 2:  # saturation: blend with the pixel's grey level = one colour matrix
-            m = np.eye(3, dtype=np.float32) * v + (1 - v) * np.repeat(gw, 3, 0)
-            img = cv2.transform(img, m)  # a new buffer: in place is ~2x slower in OpenCV
-            x = torch.from_numpy(img).view(x.shape)
-            if v > 1:
-                x.clamp_(0, 1)
-        else:         # hue: rotate H (degrees) in HSV, S and V unchanged
-            hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
-            # OpenCV wraps H >= 360 back into range but not H < 0: shift by a positive angle
-            cv2.add(hsv, ((v * 360.0) % 360.0, 0.0, 0.0, 0.0), dst=hsv)
-            cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=img)
-    return x
 
 
 def library_color_jitter(x, order, vals):
@@ -147,11 +95,7 @@ class VideoTransform:
         self.rrc = train and (rnd_scale is not None or rnd_ratio is not None)
         self.scale = tuple(rnd_scale or (0.08, 1.0))
         self.ratio = tuple(rnd_ratio or (3 / 4, 4 / 3))
-        # normalisation as one per-pixel affine colour map: [diag(1/std) | -mean/std]
-        inv = 1.0 / np.asarray(std, np.float64)
-        shift = (-np.asarray(mean, np.float64) * inv)[:, None]
-        self.norm = np.concatenate([np.diag(inv), shift], 1).astype(np.float32)
-        self.norm255 = np.concatenate([np.diag(inv / 255.0), shift], 1).astype(np.float32)
+        self.mean, self.std = tuple(mean), tuple(std)
         self.short_side = None if self.rrc else resize
 
     def __call__(self, video, g=None):
@@ -167,18 +111,8 @@ class VideoTransform:
             # mirror W on the uint8 crop (img rows are (t, y), columns x)
             img = cv2.flip(np.ascontiguousarray(x.numpy()).reshape(t * h, w, c), 1)
             x = torch.from_numpy(img).view(t, h, w, c)
-        # contiguous channels-last float copy (the colour ops work on it in place); a plain
-        # dtype copy is several times faster than a promoting multiply on the strided crop
-        x = torch.empty(x.shape, dtype=torch.float32).copy_(x)
-        norm = self.norm255  # without jitter the /255 is folded into the normalisation
-        if self.jitter:
-            order, vals = jitter_params(self.jitter, g)
-            x, norm = color_jitter(x.mul_(1 / 255.0), order, vals), self.norm
-        img = cv2.transform(_as_image(x), norm)
-        out = torch.empty(c, t, h, w)
-        planes = out.numpy().reshape(c, t * h, w)
-        cv2.split(img, [planes[i] for i in range(c)])  # channels-last -> channels-first
-        return out
+        jitter = jitter_params(self.jitter, g) if self.jitter else None
+        return jitter_normalize(x, jitter, self.mean, self.std)
 
     def _geometry(self, x, g):
         """Resize + crop (random or centre), or random-resized-crop; uint8 ``T × h × w × 3``."""

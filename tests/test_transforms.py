@@ -5,6 +5,7 @@ import torchvision.transforms.v2 as T
 from torchvision import tv_tensors
 import torchvision.transforms.v2.functional as TF
 
+from datasets.colour import jitter_normalize
 from datasets.transforms import (build_transform, color_jitter, jitter_params,
                                  library_color_jitter, rrc_params)
 
@@ -126,3 +127,35 @@ def test_random_resized_crop():
         assert 0 <= top <= 40 - h and 0 <= left <= 52 - w
         assert 0.2 * 40 * 52 * 0.8 <= h * w <= 40 * 52
     assert build_transform(cfg, train=False).short_side == 32
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_jitter_and_normalise_equal_torchvision_ops(seed):
+    # the fused colour chain (pending affine maps, per-frame contrast offsets, clamps only
+    # where a factor exceeds 1) against torchvision's ops applied one by one
+    factors = [0.5, 0.5, 0.5, 0.3]
+    tf = build_transform({'color_jitter': factors, 'normalize': {'mean': MEAN, 'std': STD}},
+                         train=True)
+    v = video(k=2, t=5, h=20, w=24, seed=seed)
+    out = tf(v, torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    for clip, o in zip(v, out):
+        order, vals = jitter_params(factors, g)
+        x = TF.to_dtype(clip.permute(0, 3, 1, 2), torch.float32, scale=True)
+        ref = TF.normalize(library_color_jitter(x, order, vals), MEAN, STD)
+        torch.testing.assert_close(o, ref.permute(1, 0, 2, 3), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize('order,vals', [
+    ([3, 0, 1, 2], [1.3, 0.7, 1.2, 0.2]),    # hue on the scaled clip (the / 255 pending)
+    ([0, 3, 2, 1], [0.8, 1.4, 0.6, -0.3]),   # hue after a pending brightness
+    ([1, 3, 0, 2], [1.2, 0.6, 1.3, 0.1]),    # hue after contrast (per-frame offsets)
+    ([2, 1, 0, 3], [1.5, 1.5, 1.5, -0.45]),  # every factor above 1: a clamp after each op
+    ([1, 2, 0, 3], [0.5, 0.5, 0.5, 0.0]),    # all pending into the normalisation
+])
+def test_jitter_normalize_forced_orders(order, vals):
+    v = video(k=1, t=6, h=20, w=24, seed=4)[0]
+    ours = jitter_normalize(v, (order, vals), MEAN, STD, chunk=4)  # chunks of 4 and 2
+    x = TF.to_dtype(v.permute(0, 3, 1, 2), torch.float32, scale=True)
+    ref = TF.normalize(library_color_jitter(x, order, vals), MEAN, STD)
+    torch.testing.assert_close(ours, ref.permute(1, 0, 2, 3), atol=1e-4, rtol=0)

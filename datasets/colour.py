@@ -1,0 +1,186 @@
+"""Colour jitter and normalisation of a clip as a few fused per-pixel passes.
+
+Semantics are torchvision's ``v2.ColorJitter`` on a float video followed by ``Normalize``:
+the four ops run in a random order, each result clamped to [0, 1], contrast blending every
+frame with its own mean grey level, hue a rotation of H in HSV.
+
+Brightness, contrast and saturation are affine colour maps, and so are the uint8 -> [0, 1]
+scaling and the normalisation. They are not applied one by one: :class:`ColourChain` keeps
+the pending map ``y = A x + b_t`` (a 3 × 3 matrix shared by the clip, an offset per frame
+``t``) and composes each new op into it. The clip is only rewritten when the semantics need
+the values themselves: before hue (not affine), after an op that can leave [0, 1] (a factor
+above 1: its clamp), and at the end (normalised, channels-first). An op with a factor <= 1
+blends values inside [0, 1], so its clamp is a no-op and it costs two 3 × 3 products.
+Contrast needs each frame's mean grey level of the current values: that is the grey weight
+applied to ``A`` times the frame's mean colour plus ``b_t``, from one cached mean per frame.
+
+``tests/test_transforms.py`` checks the result against torchvision's ops and
+``benchmarks/pipeline.py --ops`` times both.
+"""
+import threading
+
+import cv2
+import numpy as np
+import torch
+
+_local = threading.local()
+GRAY = np.array([0.2989, 0.587, 0.114])  # torchvision's rgb_to_grayscale weights
+_EYE = np.eye(3)
+
+
+def _image(a):
+    """``(T*H) × W × 3`` view of a contiguous ``T × H × W × 3`` array (OpenCV then handles the
+    whole clip in one call)."""
+    t, h, w, c = a.shape
+    return a.reshape(t * h, w, c)
+
+
+def scratch(name, shape):
+    """This thread's reusable float32 buffer ``name`` of ``shape``: scratch space that
+    is written before it is read, kept between clips (a fresh multi-MB buffer costs page
+    faults on first touch, as much as the pass that fills it)."""
+    bufs = _local.__dict__.setdefault('bufs', {})
+    buf = bufs.get(name)
+    if buf is None or buf.shape != tuple(shape):
+        buf = bufs[name] = np.empty(shape, np.float32)
+    return buf
+
+
+class ColourChain:
+    """Pending affine colour map over a float32 channels-last clip ``T × H × W × 3``.
+
+    Args:
+        x: contiguous float32 numpy array ``T × H × W × 3``; it may be overwritten.
+        scale: initial map ``y = scale · x`` (``1 / 255`` for values still in 0..255).
+    """
+
+    def __init__(self, x, scale=1.0):
+        self.x = x
+        self.t = x.shape[0]
+        self._reset(scale)
+
+    def _reset(self, scale=1.0):
+        self.A = _EYE * scale
+        self.b = np.zeros((self.t, 3))
+        self._means = None
+
+    def _spare(self):
+        """A scratch buffer for the next rewrite (never the one holding ``x``)."""
+        a = scratch('a', self.x.shape)
+        return a if self.x is not a else scratch('b', self.x.shape)
+
+    def _compose(self, m, offset=0.0):
+        """Follow the pending map with ``y -> m y + offset``."""
+        self.A = m @ self.A
+        self.b = self.b @ m.T + offset
+
+    def _frame_means(self):
+        """Mean colour of every frame of ``x`` (``T × 3``, float64), computed once per buffer."""
+        if self._means is None:
+            self._means = np.array([cv2.mean(f)[:3] for f in self.x])
+        return self._means
+
+    def _write(self, dst):
+        """Write ``A x + b_t`` into ``dst`` (same shape); one call when all offsets agree."""
+        a = self.A.astype(np.float32)
+        if np.all(self.b == self.b[0]):
+            m = np.concatenate([a, self.b[0, :, None].astype(np.float32)], 1)
+            cv2.transform(_image(self.x), m, dst=_image(dst))
+            return
+        for i in range(self.t):
+            m = np.concatenate([a, self.b[i, :, None].astype(np.float32)], 1)
+            cv2.transform(self.x[i], m, dst=dst[i])
+
+    def apply(self, clamp=False):
+        """Rewrite ``x`` with the pending map (clamped to [0, 1] if asked); returns ``x``."""
+        if not (np.array_equal(self.A, _EYE) and not self.b.any()):
+            # OpenCV's transform is ~2x slower in place: alternate two scratch buffers
+            out = self._spare()
+            self._write(out)
+            self.x = out
+        if clamp:
+            torch.from_numpy(self.x).clamp_(0.0, 1.0)
+        self._reset()
+        return self.x
+
+    def brightness(self, v):
+        self._compose(_EYE * v)
+        if v > 1:
+            self.apply(clamp=True)
+
+    def contrast(self, v):
+        grey = (self._frame_means() @ self.A.T + self.b) @ GRAY  # per frame, current values
+        self._compose(_EYE * v, ((1 - v) * grey)[:, None])
+        if v > 1:
+            self.apply(clamp=True)
+
+    def saturation(self, v):
+        self._compose(_EYE * v + (1 - v) * np.tile(GRAY, (3, 1)))
+        if v > 1:
+            self.apply(clamp=True)
+
+    def hue(self, v):
+        # a hue rotation commutes with a positive scaling of all channels (H and S are
+        # ratios, V scales along): a pending ``A = k I`` (the / 255, a brightness) stays
+        # pending instead of costing a rewrite
+        k = self.A[0, 0]
+        if k > 0 and np.array_equal(self.A, _EYE * k) and not self.b.any():
+            img, self._means = _image(self.x), None
+        else:
+            img = _image(self.apply())
+        hsv = _image(scratch('hsv', self.x.shape))
+        cv2.cvtColor(img, cv2.COLOR_RGB2HSV, dst=hsv)  # H in degrees, S in [0, 1], V = max
+        # OpenCV wraps H >= 360 back into range but not H < 0: shift by a positive angle
+        cv2.add(hsv, ((v * 360.0) % 360.0, 0.0, 0.0, 0.0), dst=hsv)
+        cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=img)
+
+    def jitter(self, order, vals):
+        """ColorJitter ops in ``order`` (indices into brightness, contrast, saturation, hue)
+        with factors ``vals`` (``None``: op off)."""
+        ops = (self.brightness, self.contrast, self.saturation, self.hue)
+        for k in order:
+            if vals[k] is not None:
+                ops[k](vals[k])
+        return self
+
+    def normalize_into(self, mean, std, out):
+        """Apply the pending map followed by ``(y - mean) / std`` and write the result
+        channels-first into ``out`` (float32 numpy ``3 × T × H × W``, planes contiguous)."""
+        inv = 1.0 / np.asarray(std, np.float64)
+        self._compose(np.diag(inv), -np.asarray(mean, np.float64) * inv)
+        tmp = self._spare()
+        self._write(tmp)
+        cv2.split(_image(tmp), [p.reshape(-1, p.shape[-1]) for p in out])
+        self._reset()
+
+
+def jitter_normalize(x, jitter, mean, std, chunk=4):
+    """uint8 channels-last clip ``T × H × W × 3`` -> float tensor ``3 × T × H × W``: scale to
+    [0, 1], colour jitter ``jitter = (order, vals)`` (or ``None``), normalise.
+
+    Every op works on single frames (contrast uses each frame's own mean), so the clip goes
+    through in chunks of ``chunk`` frames whose scratch buffers stay in the CPU's L2 cache;
+    a whole 16 × 112 × 112 float clip (2.4 MB) would not.
+    """
+    t = x.shape[0]
+    out = torch.empty(3, *x.shape[:3])
+    planes = out.numpy()
+    for s in range(0, t, chunk):
+        e = min(t, s + chunk)
+        buf = scratch('in', (e - s, *x.shape[1:]))
+        torch.from_numpy(buf).copy_(x[s:e])  # a plain dtype copy; the / 255 joins the map
+        chain = ColourChain(buf, scale=1 / 255.0)
+        if jitter is not None:
+            chain.jitter(*jitter)
+        chain.normalize_into(mean, std, planes[:, s:e])
+    return out
+
+
+def color_jitter(x, order, vals):
+    """Colour jitter of a float channels-last clip ``T × H × W × 3`` in [0, 1] (torchvision's
+    float ColorJitter semantics, see the module docstring). ``x`` may be overwritten; returns
+    the result as a tensor of the same shape."""
+    assert x.is_contiguous() and x.dtype == torch.float32, 'needs a contiguous float32 clip'
+    a = x.numpy()
+    y = ColourChain(a).jitter(order, vals).apply()
+    return x if y is a else torch.from_numpy(y.copy())  # never hand out a scratch buffer
