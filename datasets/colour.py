@@ -26,6 +26,7 @@ import torch
 _local = threading.local()
 GRAY = np.array([0.2989, 0.587, 0.114])  # torchvision's rgb_to_grayscale weights
 _EYE = np.eye(3)
+_GRAY3 = np.tile(GRAY, (3, 1))  # every row: the grey level
 
 
 def _image(a):
@@ -49,19 +50,20 @@ def scratch(name, shape):
 class ColourChain:
     """Pending affine colour map over a float32 channels-last clip ``T × H × W × 3``.
 
+    The map is ``y = A x + b_t``; while it is a plain scaling ``k x`` (the / 255, brightness)
+    ``A`` and ``b`` are ``None`` and only ``k`` is kept, which makes the common cases cheap.
+
     Args:
-        x: contiguous float32 numpy array ``T × H × W × 3``; it may be overwritten.
+        x: contiguous float32 numpy array ``T × H × W × 3``, values >= 0; may be overwritten.
         scale: initial map ``y = scale · x`` (``1 / 255`` for values still in 0..255).
     """
 
     def __init__(self, x, scale=1.0):
         self.x = x
-        self.t = x.shape[0]
         self._reset(scale)
 
     def _reset(self, scale=1.0):
-        self.A = _EYE * scale
-        self.b = np.zeros((self.t, 3))
+        self.k, self.A, self.b = scale, None, None
         self._means = None
 
     def _spare(self):
@@ -69,10 +71,18 @@ class ColourChain:
         a = scratch('a', self.x.shape)
         return a if self.x is not a else scratch('b', self.x.shape)
 
-    def _compose(self, m, offset=0.0):
-        """Follow the pending map with ``y -> m y + offset``."""
-        self.A = m @ self.A
-        self.b = self.b @ m.T + offset
+    def _matrix(self):
+        return self.A if self.A is not None else _EYE * self.k
+
+    def _compose(self, m, offset=None):
+        """Follow the pending map with ``y -> m y + offset`` (``m``: 3 × 3; ``offset``:
+        ``1 × 3`` for all frames, or ``T × 1`` / ``T × 3`` per frame)."""
+        self.A = m @ self._matrix()
+        if self.b is not None:
+            self.b = self.b @ m.T
+        if offset is not None:
+            offset = np.broadcast_to(offset, (offset.shape[0], 3))
+            self.b = offset + self.b if self.b is not None else offset
 
     def _frame_means(self):
         """Mean colour of every frame of ``x`` (``T × 3``, float64), computed once per buffer."""
@@ -81,53 +91,73 @@ class ColourChain:
         return self._means
 
     def _write(self, dst):
-        """Write ``A x + b_t`` into ``dst`` (same shape); one call when all offsets agree."""
-        a = self.A.astype(np.float32)
-        if np.all(self.b == self.b[0]):
-            m = np.concatenate([a, self.b[0, :, None].astype(np.float32)], 1)
-            cv2.transform(_image(self.x), m, dst=_image(dst))
+        """Write ``A x + b_t`` into ``dst`` (same shape); one call unless offsets differ
+        between frames (``b`` is ``None``, one row for all frames, or one row per frame)."""
+        a = self._matrix().astype(np.float32)
+        b = np.zeros((1, 3)) if self.b is None else self.b
+        if len(b) == 1:
+            cv2.transform(_image(self.x), np.hstack([a, b.T.astype(np.float32)]),
+                          dst=_image(dst))
             return
-        for i in range(self.t):
-            m = np.concatenate([a, self.b[i, :, None].astype(np.float32)], 1)
-            cv2.transform(self.x[i], m, dst=dst[i])
+        for i in range(len(self.x)):
+            cv2.transform(self.x[i], np.hstack([a, b[i, :, None].astype(np.float32)]),
+                          dst=dst[i])
 
     def apply(self, clamp=False):
         """Rewrite ``x`` with the pending map (clamped to [0, 1] if asked); returns ``x``."""
-        if not (np.array_equal(self.A, _EYE) and not self.b.any()):
-            # OpenCV's transform is ~2x slower in place: alternate two scratch buffers
-            out = self._spare()
-            self._write(out)
-            self.x = out
+        if self.A is None and self.b is None:
+            if clamp and self.k > 0:
+                # clamp(k x, 0, 1) = k min(x, 1 / k) for x >= 0: one pass, k stays pending
+                cv2.threshold(_image(self.x), 1.0 / self.k, 0, cv2.THRESH_TRUNC,
+                              dst=_image(self.x))
+                self._means = None
+                return self.x
+            if self.k == 1:
+                return self.x
+        out = self._spare()  # OpenCV's transform is ~2x slower in place
+        self._write(out)
+        self.x = out
         if clamp:
-            torch.from_numpy(self.x).clamp_(0.0, 1.0)
+            torch.from_numpy(out).clamp_(0.0, 1.0)
         self._reset()
         return self.x
 
+    def _scalar_map(self):
+        """True when the pending map is a scaling ``k x`` with ``k > 0``."""
+        return self.A is None and self.b is None and self.k > 0
+
     def brightness(self, v):
-        self._compose(_EYE * v)
+        if self.A is None and self.b is None:
+            self.k *= v
+        else:
+            self.A = self.A * v
+            if self.b is not None:
+                self.b = self.b * v
         if v > 1:
             self.apply(clamp=True)
 
     def contrast(self, v):
-        grey = (self._frame_means() @ self.A.T + self.b) @ GRAY  # per frame, current values
+        means = self._frame_means()
+        grey = (means @ self._matrix().T @ GRAY if self.b is None
+                else (means @ self._matrix().T + self.b) @ GRAY)  # per frame, current values
         self._compose(_EYE * v, ((1 - v) * grey)[:, None])
         if v > 1:
             self.apply(clamp=True)
 
     def saturation(self, v):
-        self._compose(_EYE * v + (1 - v) * np.tile(GRAY, (3, 1)))
+        self._compose(_EYE * v + (1 - v) * _GRAY3)
         if v > 1:
             self.apply(clamp=True)
 
     def hue(self, v):
         # a hue rotation commutes with a positive scaling of all channels (H and S are
-        # ratios, V scales along): a pending ``A = k I`` (the / 255, a brightness) stays
-        # pending instead of costing a rewrite
-        k = self.A[0, 0]
-        if k > 0 and np.array_equal(self.A, _EYE * k) and not self.b.any():
-            img, self._means = _image(self.x), None
+        # ratios, V scales along): a pending ``k x`` stays pending instead of costing a
+        # rewrite
+        if self._scalar_map():
+            self._means = None
         else:
-            img = _image(self.apply())
+            self.apply()
+        img = _image(self.x)
         hsv = _image(scratch('hsv', self.x.shape))
         cv2.cvtColor(img, cv2.COLOR_RGB2HSV, dst=hsv)  # H in degrees, S in [0, 1], V = max
         # OpenCV wraps H >= 360 back into range but not H < 0: shift by a positive angle
@@ -147,7 +177,7 @@ class ColourChain:
         """Apply the pending map followed by ``(y - mean) / std`` and write the result
         channels-first into ``out`` (float32 numpy ``3 × T × H × W``, planes contiguous)."""
         inv = 1.0 / np.asarray(std, np.float64)
-        self._compose(np.diag(inv), -np.asarray(mean, np.float64) * inv)
+        self._compose(np.diag(inv), (-np.asarray(mean, np.float64) * inv)[None])
         tmp = self._spare()
         self._write(tmp)
         cv2.split(_image(tmp), [p.reshape(-1, p.shape[-1]) for p in out])
