@@ -24,10 +24,10 @@ import cv2  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from datasets.decode import _stream_info, decode_indices, read_clips  # noqa: E402
+from datasets.decode import _stream_info, decode_indices  # noqa: E402
 from datasets.sampling import clip_indices  # noqa: E402
 from datasets.transforms import (build_transform, color_jitter, jitter_params,  # noqa: E402
-                                 library_color_jitter)
+                                 library_color_jitter, load_clips)
 
 RECIPE = {'resize': 128, 'crop': 112, 'hflip': True, 'color_jitter': [0.2, 0.2, 0.2, 0.2],
           'normalize': {'mean': [0.485, 0.456, 0.406], 'std': [0.229, 0.224, 0.225]}}
@@ -46,9 +46,8 @@ def decode_only(path, mode, g):
 
 
 def full(path, mode, g, transform):
-    video, _ = read_clips(path, N_CLIPS, N_FRAMES, FPS, mode, g,
-                          short_side=transform.short_side)
-    return transform(video, g)
+    """What a dataset item does: decode (the transform's crop done by the decoder) + transform."""
+    return load_clips(path, N_CLIPS, N_FRAMES, FPS, mode, g, transform)[0]
 
 
 def pil_reference(path, mode, g):

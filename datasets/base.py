@@ -4,7 +4,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .decode import VideoDecodeError, read_clips
+from .decode import VideoDecodeError
+from .transforms import load_clips
 from .sampling import sparse_transpose
 
 log = logging.getLogger(__name__)
@@ -73,13 +74,12 @@ class VideoDataset(torch.utils.data.Dataset):
         g = self.generator(i)
         kw = {} if self.fps_default is None else {'frames_fps': self.fps_default}
         try:
-            video, _ = read_clips(r.path, self.n_clips, self.n_frames, self.fps,
-                                  'random' if self.train else 'uniform', g, kind=r.kind,
-                                  short_side=getattr(self.transform, 'short_side', None), **kw)
+            video, _ = load_clips(r.path, self.n_clips, self.n_frames, self.fps,
+                                  'random' if self.train else 'uniform', g, self.transform,
+                                  kind=r.kind, **kw)
         except VideoDecodeError as e:
             log.warning('skipping undecodable video %s', e)
             return {'index': i, 'vid': r.vid, 'error': str(e)}
-        video = self.transform(video, g)
         if self.sparse:
             video = sparse_transpose(video)
         return {'video': video, 'label': r.label, 'index': i, 'vid': r.vid}

@@ -50,7 +50,7 @@ def resized_hw(h, w, short_side):
 
 
 def read_clips(path, n_clips, n_frames, fps, mode, rng=None, kind='video', short_side=None,
-               frames_fps=FRAMES_FPS, threads=1):
+               frames_fps=FRAMES_FPS, threads=1, crop=None):
     """Read ``n_clips`` clips of ``n_frames`` frames (SEMANTICS §2 sampling).
 
     Args:
@@ -61,16 +61,22 @@ def read_clips(path, n_clips, n_frames, fps, mode, rng=None, kind='video', short
         short_side: if given, frames are resized so their short side is this long.
         frames_fps: frame rate of a frame folder.
         threads: decoder threads (1: parallelism comes from DataLoader workers).
+        crop: optional ``crop(h, w) -> (top, left, height, width) or None``, called once
+            after the temporal sampling with the (resized) frame size; the frames are then
+            cropped before their colour conversion, so only the kept pixels are converted
+            (the result equals converting whole frames and cropping).
     Returns:
         ``(video, info)``: uint8 tensor ``K × T × H × W × 3`` (RGB) and a dict with
-        ``src_fps``, ``n_src_frames``, ``duration``, ``indices`` (K lists of source indices).
+        ``src_fps``, ``n_src_frames``, ``duration``, ``indices`` (K lists of source indices)
+        and ``crop`` (the box applied, or ``None``).
     Raises:
         VideoDecodeError: missing, unreadable, corrupt, zero-length or stream-less input.
     """
     if not os.path.exists(path):
         raise VideoDecodeError(path, 'file not found')
     if kind == 'frames':
-        return _read_frame_folder(path, n_clips, n_frames, fps, mode, rng, short_side, frames_fps)
+        return _read_frame_folder(path, n_clips, n_frames, fps, mode, rng, short_side, frames_fps,
+                                  crop)
     if kind != 'video':
         raise ValueError(f"unknown video kind {kind!r} (expected 'video' or 'frames')")
     if os.path.getsize(path) == 0:
@@ -78,7 +84,7 @@ def read_clips(path, n_clips, n_frames, fps, mode, rng=None, kind='video', short
     try:
         with av.open(path, metadata_errors='ignore') as container:
             return _read_container(container, path, n_clips, n_frames, fps, mode, rng,
-                                   short_side, threads)
+                                   short_side, threads, crop)
     except (av.FFmpegError, OSError, EOFError) as e:
         raise VideoDecodeError(path, f'{type(e).__name__}: {e}') from e
 
@@ -123,29 +129,45 @@ def _yuv_matrix(full_range):
     return np.concatenate([m, -(m @ np.array(off, np.float64))[:, None]], 1).astype(np.float32)
 
 
-def _plane(frame, i):
-    """Zero-copy ``height × width`` uint8 view of plane ``i`` (rows padded to line_size)."""
-    p = frame.planes[i]
+def _plane(p):
+    """Zero-copy ``height × width`` uint8 view of a frame plane (rows padded to line_size)."""
     return np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width]
 
 
-def _converter(stream, h, w, n_max):
-    """``(convert(frame), finish(list of convert results) -> uint8 N × h × w × 3 RGB)``.
+def _box(crop, h, w):
+    """The crop box ``crop(h, w)`` asks for, or ``None`` when there is none or it is not a
+    proper box inside the frame (the transform then crops or pads as usual)."""
+    box = crop(h, w) if crop is not None else None
+    if box is None:
+        return None
+    top, left, ch, cw = box
+    if not (0 <= top and 0 <= left and 0 < ch and 0 < cw and top + ch <= h and left + cw <= w):
+        return None
+    return box
+
+
+def _converter(stream, h, w, n_max, box=None):
+    """``(convert(frame), finish(list of convert results) -> uint8 N × h' × w' × 3 RGB)``
+    (``h' × w'``: the ``box = (top, left, h', w')`` cut from the ``h × w`` frame, if given).
 
     8-bit yuv420p (nearly every H.264 / VP9 / MPEG-4 file): each plane is resized on its own
     with OpenCV (area filter when shrinking; chroma is already half size, so a 2× downscale
     leaves it as is) into a planar buffer of up to ``n_max`` frames, and ``finish``
     interleaves the buffer and turns it into RGB with one BT.601 colour matrix for the whole
     clip (about twice as fast as libswscale per frame, and closer to torchvision's resize of
-    the RGB frame). Other pixel formats go through libswscale.
+    the RGB frame). With a box, planes are resized whole and then cut, and only the box is
+    interleaved and converted. Other pixel formats go through libswscale.
     """
+    top, left, ch, cw = box or (0, 0, h, w)
+    rows, cols = slice(top, top + ch), slice(left, left + cw)
     pix = stream.codec_context.pix_fmt
     if pix not in ('yuv420p', 'yuvj420p'):
         sws = _reformatter()
-        return (lambda f: sws.reformat(f, w, h, 'rgb24', interpolation=SWS_INTERP).to_ndarray(),
-                np.stack)
+        return (lambda f: np.ascontiguousarray(sws.reformat(
+            f, w, h, 'rgb24', interpolation=SWS_INTERP).to_ndarray()[rows, cols]), np.stack)
     full = pix == 'yuvj420p' or stream.codec_context.color_range == 2  # 2 = JPEG (full) range
-    buf = np.empty((3, n_max, h, w), np.uint8)  # planar: Y, U, V planes of every kept frame
+    buf = np.empty((3, n_max, ch, cw), np.uint8)  # planar: Y, U, V planes of every kept frame
+    whole = np.empty((h, w), np.uint8) if box else None  # a resized plane before its cut
     count = [0]
 
     def convert(f):
@@ -153,24 +175,27 @@ def _converter(stream, h, w, n_max):
             f = f.reformat(format=pix)
         i = count[0]
         count[0] += 1
-        for p in range(3):
-            a, dst = _plane(f, p), buf[p, i]
-            if a.shape == (h, w):
-                np.copyto(dst, a)
-            else:
-                cv2.resize(a, (w, h), dst=dst, interpolation=cv2.INTER_AREA
-                           if a.shape[0] > h else cv2.INTER_LINEAR)
+        for p, plane in enumerate(f.planes):  # (``planes`` builds a new tuple per access)
+            a, dst = _plane(plane), buf[p, i]
+            if a.shape != (h, w):
+                a = cv2.resize(a, (w, h), dst=whole if box else dst,
+                               interpolation=cv2.INTER_AREA if a.shape[0] > h
+                               else cv2.INTER_LINEAR)
+                if not box:
+                    continue
+            np.copyto(dst, a[rows, cols])
         return i
 
     def finish(slots):
         n = count[0]
-        yuv = cv2.merge([buf[p, :n].reshape(n * h, w) for p in range(3)])
-        rgb = cv2.transform(yuv, _yuv_matrix(full)).reshape(n, h, w, 3)
+        yuv = cv2.merge([buf[p, :n].reshape(n * ch, cw) for p in range(3)])
+        rgb = cv2.transform(yuv, _yuv_matrix(full)).reshape(n, ch, cw, 3)
         return rgb if slots == list(range(n)) else rgb[slots]
     return convert, finish
 
 
-def _read_container(container, path, n_clips, n_frames, fps, mode, rng, short_side, threads):
+def _read_container(container, path, n_clips, n_frames, fps, mode, rng, short_side, threads,
+                    crop):
     if not container.streams.video:
         raise VideoDecodeError(path, 'no video stream')
     stream = container.streams.video[0]
@@ -179,11 +204,12 @@ def _read_container(container, path, n_clips, n_frames, fps, mode, rng, short_si
     indices = clip_indices(duration, src_fps, n_src, n_clips, n_frames, fps, mode, rng)
     need = sorted({i for c in indices for i in c})
     h, w = resized_hw(stream.height, stream.width, short_side)
-    convert, finish = _converter(stream, h, w, len(need) + 1)  # +1: a padding frame
+    box = _box(crop, h, w)
+    convert, finish = _converter(stream, h, w, len(need) + 1, box)  # +1: a padding frame
     frames = decode_indices(container, stream, need, src_fps, convert, path)
     video = _gather(frames, indices, finish)
     return video, {'src_fps': src_fps, 'n_src_frames': n_src, 'duration': duration,
-                   'indices': indices}
+                   'indices': indices, 'crop': box}
 
 
 def _gather(frames, indices, finish=np.stack):
@@ -271,7 +297,7 @@ def decode_indices(container, stream, need, src_fps, convert, path='<video>'):
     return out
 
 
-def _read_frame_folder(path, n_clips, n_frames, fps, mode, rng, short_side, frames_fps):
+def _read_frame_folder(path, n_clips, n_frames, fps, mode, rng, short_side, frames_fps, crop):
     if not os.path.isdir(path):
         raise VideoDecodeError(path, 'not a frame folder')
     names = sorted(n for n in os.listdir(path) if n.lower().endswith(('.jpg', '.jpeg')))
@@ -279,8 +305,8 @@ def _read_frame_folder(path, n_clips, n_frames, fps, mode, rng, short_side, fram
         raise VideoDecodeError(path, 'frame folder has no .jpg frames')
     n_src = len(names)
     indices = clip_indices(n_src / frames_fps, frames_fps, n_src, n_clips, n_frames, fps, mode, rng)
-    frames = {}
-    for i in sorted({i for c in indices for i in c}):
+    frames, box = {}, None
+    for n, i in enumerate(sorted({i for c in indices for i in c})):
         img = cv2.imread(os.path.join(path, names[i]), cv2.IMREAD_COLOR)
         if img is None:
             raise VideoDecodeError(path, f'cannot read frame {names[i]}')
@@ -288,7 +314,12 @@ def _read_frame_folder(path, n_clips, n_frames, fps, mode, rng, short_side, fram
         if (h, w) != img.shape[:2]:
             img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if h < img.shape[0]
                              else cv2.INTER_LINEAR)
+        if n == 0:
+            box = _box(crop, h, w)
+        if box:
+            top, left, ch, cw = box
+            img = img[top:top + ch, left:left + cw]
         frames[i] = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     video = _gather(frames, indices)
     return video, {'src_fps': frames_fps, 'n_src_frames': n_src, 'duration': n_src / frames_fps,
-                   'indices': indices}
+                   'indices': indices, 'crop': box}

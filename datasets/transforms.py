@@ -20,7 +20,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from .colour import color_jitter, jitter_normalize  # noqa: F401 (color_jitter: API)
-from .decode import resized_hw
+from .decode import read_clips, resized_hw
 
 
 def _uniform(lo, hi, g):
@@ -98,14 +98,16 @@ class VideoTransform:
         self.mean, self.std = tuple(mean), tuple(std)
         self.short_side = None if self.rrc else resize
 
-    def __call__(self, video, g=None):
+    def __call__(self, video, g=None, cropped=False):
+        """``cropped``: the decoder already cut the box :meth:`decoder_crop` drew."""
         if len(video) == 1:
-            return self.clip(video[0], g).unsqueeze(0)
-        return torch.stack([self.clip(c, g) for c in video])
+            return self.clip(video[0], g, cropped).unsqueeze(0)
+        return torch.stack([self.clip(c, g, cropped) for c in video])
 
-    def clip(self, x, g=None):
+    def clip(self, x, g=None, cropped=False):
         """One clip: uint8 ``T × H × W × 3`` -> float ``C × T × H × W``."""
-        x = self._geometry(x, g)
+        if not cropped:
+            x = self._geometry(x, g)
         t, h, w, c = x.shape
         if self.hflip and torch.rand((), generator=g).item() < 0.5:
             # mirror W on the uint8 crop (img rows are (t, y), columns x)
@@ -113,6 +115,29 @@ class VideoTransform:
             x = torch.from_numpy(img).view(t, h, w, c)
         jitter = jitter_params(self.jitter, g) if self.jitter else None
         return jitter_normalize(x, jitter, self.mean, self.std)
+
+    def decoder_crop(self, n_clips, g):
+        """``crop(h, w) -> box`` for :func:`datasets.decode.read_clips`, so that only the
+        pixels this transform keeps get colour-converted, or ``None`` when the decoder cannot
+        do the geometry (random-resized-crop, no crop, or random crops that differ between
+        the ``n_clips`` clips). The box is drawn from ``g`` exactly as :meth:`clip` would
+        draw it, at the same point of the sequence (after the temporal sampling)."""
+        if self.rrc or not self.crop or (self.train and n_clips != 1):
+            return None
+        return lambda h, w: self._crop_box(h, w, g)
+
+    def _crop_box(self, h, w, g):
+        """``(top, left, height, width)`` of the crop on an ``h × w`` frame already resized
+        (random when training, centred as ``TF.center_crop`` otherwise), or ``None`` if the
+        frame is smaller than the crop (then ``TF.center_crop`` pads)."""
+        size = self.crop
+        if h < size or w < size:
+            return None
+        if self.train:
+            top = int(torch.randint(0, h - size + 1, (1,), generator=g))
+            left = int(torch.randint(0, w - size + 1, (1,), generator=g))
+            return top, left, size, size
+        return int(round((h - size) / 2.0)), int(round((w - size) / 2.0)), size, size
 
     def _geometry(self, x, g):
         """Resize + crop (random or centre), or random-resized-crop; uint8 ``T × h × w × 3``."""
@@ -127,13 +152,23 @@ class VideoTransform:
             cf = TF.resize(cf, list(resized_hw(h, w, self.resize)), antialias=True)
             h, w = cf.shape[-2:]
         if self.crop:
-            if self.train:
-                top = int(torch.randint(0, h - self.crop + 1, (1,), generator=g))
-                left = int(torch.randint(0, w - self.crop + 1, (1,), generator=g))
-                cf = TF.crop(cf, top, left, self.crop, self.crop)
-            else:
-                cf = TF.center_crop(cf, [self.crop, self.crop])
+            box = self._crop_box(h, w, g)
+            cf = (TF.crop(cf, *box) if box else TF.center_crop(cf, [self.crop, self.crop]))
         return cf.permute(0, 2, 3, 1)
+
+
+def load_clips(path, n_clips, n_frames, fps, mode, g, transform, **kw):
+    """Decode ``n_clips`` clips of a video and transform them: :func:`read_clips` followed
+    by ``transform(video, g)``, with the transform's crop done by the decoder where it can
+    (:meth:`VideoTransform.decoder_crop`). Same output and generator use as the two steps
+    done separately. ``kw`` goes to :func:`read_clips`; returns ``(clips, info)``."""
+    plan = getattr(transform, 'decoder_crop', None)
+    crop = plan(n_clips, g) if plan is not None else None
+    video, info = read_clips(path, n_clips, n_frames, fps, mode, g, crop=crop,
+                             short_side=getattr(transform, 'short_side', None), **kw)
+    if info.get('crop'):
+        return transform(video, g, cropped=True), info
+    return transform(video, g), info
 
 
 def build_transform(tcfg, train):

@@ -126,3 +126,32 @@ def test_other_pixel_formats_go_through_swscale(tmp_path):
     assert video.shape == (2, 4, 48, 64, 3) and ids(video) == info['indices']
     small, info = read_clips(path, 1, 4, 10, 'uniform', short_side=24)
     assert small.shape == (1, 4, 24, 32, 3) and ids(small) == info['indices']
+
+
+@pytest.mark.parametrize('kind,short_side', [('mp4', 36), ('mp4', None), ('p444', 36),
+                                             ('frames', 30)])
+def test_decoder_crop_equals_cropping_the_converted_frames(tmp_path, kind, short_side):
+    # the decoder cuts the box before the colour conversion; the pixels must be exactly
+    # those of converting whole frames and cropping afterwards
+    if kind == 'frames':
+        path = write_frames(str(tmp_path / 'f'), 12, size=(96, 72), frame_fn=texture)
+        kw = {'kind': 'frames'}
+    else:
+        path = write_video(str(tmp_path / f'{kind}.mp4'), 20, fps=30, size=(96, 72),
+                           frame_fn=texture, pix_fmt='yuv444p' if kind == 'p444' else None)
+        kw = {}
+    whole, info = read_clips(path, 2, 4, 10, 'uniform', short_side=short_side, **kw)
+    seen = []
+
+    def crop(h, w):
+        seen.append((h, w))
+        return 5, 7, h - 9, w - 20
+    cut, info2 = read_clips(path, 2, 4, 10, 'uniform', short_side=short_side, crop=crop, **kw)
+    h, w = seen[0]
+    assert len(seen) == 1 and (h, w) == tuple(whole.shape[2:4]) and info['crop'] is None
+    assert info2['crop'] == (5, 7, h - 9, w - 20) and info2['indices'] == info['indices']
+    assert torch.equal(cut, whole[:, :, 5:h - 4, 7:w - 13])
+    # a box outside the frame is not applied (the transform then crops or pads itself)
+    same, info3 = read_clips(path, 2, 4, 10, 'uniform', short_side=short_side,
+                             crop=lambda h, w: (0, 0, h + 1, w), **kw)
+    assert info3['crop'] is None and torch.equal(same, whole)

@@ -159,3 +159,22 @@ def test_jitter_normalize_forced_orders(order, vals):
     x = TF.to_dtype(v.permute(0, 3, 1, 2), torch.float32, scale=True)
     ref = TF.normalize(library_color_jitter(x, order, vals), MEAN, STD)
     torch.testing.assert_close(ours, ref.permute(1, 0, 2, 3), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize('train,n_clips', [(True, 1), (False, 3), (True, 2)])
+def test_load_clips_equals_decoding_then_transforming(tmp_path, train, n_clips):
+    # load_clips lets the decoder do the crop (train with one clip, or the test centre crop);
+    # output and generator use must equal decoding whole frames and transforming them
+    from datasets.decode import read_clips
+    from datasets.transforms import load_clips
+    from tests.videos import write_video
+    path = write_video(str(tmp_path / 'v.mp4'), 40, fps=30, size=(88, 64))
+    tf = build_transform(CFG, train)
+    mode = 'random' if train else 'uniform'
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    ours, info = load_clips(path, n_clips, 4, 10, mode, g1, tf)
+    video, _ = read_clips(path, n_clips, 4, 10, mode, g2, short_side=tf.short_side)
+    ref = tf(video, g2)
+    assert (info['crop'] is not None) == (n_clips == 1 or not train)
+    assert torch.equal(ours, ref)
+    assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
