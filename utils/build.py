@@ -4,6 +4,7 @@ import os
 
 import torch
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from .checkpoint import load_pretrained
@@ -86,6 +87,6 @@ def prepare_model(model, model_cfg, ctx, args, pretrain=None, trainable=True):
     if getattr(args, 'compile', False):
         model = torch.compile(model)
     if ctx.dist.enabled and trainable:
-        ids = [ctx.device.index] if ctx.device.type == 'cuda' else None
-        model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        ids = [ctx.device.index] if ctx.device.type == 'cuda' else None  # CPU: gloo, no ids
+        model = DDP(model, device_ids=ids)
     return model
