@@ -103,51 +103,51 @@ class ColourChain:
             cv2.transform(self.x[i], np.hstack([a, b[i, :, None].astype(np.float32)]),
                           dst=dst[i])
 
-    def apply(self, clamp=False):
-        """Rewrite ``x`` with the pending map (clamped to [0, 1] if asked); returns ``x``."""
-        if self.A is None and self.b is None:
-            if clamp and self.k > 0:
-                # clamp(k x, 0, 1) = k min(x, 1 / k) for x >= 0: one pass, k stays pending
-                cv2.threshold(_image(self.x), 1.0 / self.k, 0, cv2.THRESH_TRUNC,
-                              dst=_image(self.x))
-                self._means = None
-                return self.x
-            if self.k == 1:
-                return self.x
+    def apply(self):
+        """Rewrite ``x`` with the pending map; returns ``x``."""
+        if self.A is None and self.k == 1:
+            return self.x
         out = self._spare()  # OpenCV's transform is ~2x slower in place
         self._write(out)
         self.x = out
-        if clamp:
-            torch.from_numpy(out).clamp_(0.0, 1.0)
         self._reset()
-        return self.x
+        return out
+
+    def _clamp(self):
+        """Clamp the current values (pending map included) to [0, 1]."""
+        if self._scalar_map():
+            # clamp(k x, 0, 1) = k min(x, 1 / k) for x >= 0: one pass, k stays pending
+            cv2.threshold(_image(self.x), 1.0 / self.k, 0, cv2.THRESH_TRUNC, dst=_image(self.x))
+            self._means = None
+        else:
+            torch.from_numpy(self.apply()).clamp_(0.0, 1.0)
 
     def _scalar_map(self):
-        """True when the pending map is a scaling ``k x`` with ``k > 0``."""
-        return self.A is None and self.b is None and self.k > 0
+        """True when the pending map is a scaling ``k x`` with ``k > 0`` (``A``, ``b`` unset:
+        ``b`` is only ever set together with ``A``)."""
+        return self.A is None and self.k > 0
 
     def brightness(self, v):
-        if self.A is None and self.b is None:
+        if self.A is None:
             self.k *= v
         else:
             self.A = self.A * v
             if self.b is not None:
                 self.b = self.b * v
         if v > 1:
-            self.apply(clamp=True)
+            self._clamp()
 
     def contrast(self, v):
-        means = self._frame_means()
-        grey = (means @ self._matrix().T @ GRAY if self.b is None
-                else (means @ self._matrix().T + self.b) @ GRAY)  # per frame, current values
+        current = self._frame_means() @ self._matrix().T  # mean colour per frame, map applied
+        grey = (current + (self.b if self.b is not None else 0.0)) @ GRAY
         self._compose(_EYE * v, ((1 - v) * grey)[:, None])
         if v > 1:
-            self.apply(clamp=True)
+            self._clamp()
 
     def saturation(self, v):
         self._compose(_EYE * v + (1 - v) * _GRAY3)
         if v > 1:
-            self.apply(clamp=True)
+            self._clamp()
 
     def hue(self, v):
         # a hue rotation commutes with a positive scaling of all channels (H and S are
