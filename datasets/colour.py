@@ -184,16 +184,17 @@ class ColourChain:
         self._reset()
 
 
-def jitter_normalize(x, jitter, mean, std, chunk=4):
+def jitter_normalize(x, jitter, mean, std, chunk=4, out=None):
     """uint8 channels-last clip ``T × H × W × 3`` -> float tensor ``3 × T × H × W``: scale to
-    [0, 1], colour jitter ``jitter = (order, vals)`` (or ``None``), normalise.
+    [0, 1], colour jitter ``jitter = (order, vals)`` (or ``None``), normalise. ``out``: a
+    contiguous float32 tensor of that shape to write into (returned).
 
     Every op works on single frames (contrast uses each frame's own mean), so the clip goes
     through in chunks of ``chunk`` frames whose scratch buffers stay in the CPU's L2 cache;
     a whole 16 × 112 × 112 float clip (2.4 MB) would not.
     """
     t = x.shape[0]
-    out = torch.empty(3, *x.shape[:3])
+    out = torch.empty(3, *x.shape[:3]) if out is None else out
     planes = out.numpy()
     for s in range(0, t, chunk):
         e = min(t, s + chunk)

@@ -100,12 +100,18 @@ class VideoTransform:
 
     def __call__(self, video, g=None, cropped=False):
         """``cropped``: the decoder already cut the box :meth:`decoder_crop` drew."""
+        first = self.clip(video[0], g, cropped)
         if len(video) == 1:
-            return self.clip(video[0], g, cropped).unsqueeze(0)
-        return torch.stack([self.clip(c, g, cropped) for c in video])
+            return first.unsqueeze(0)
+        out = torch.empty(len(video), *first.shape)  # clips write into their slice
+        out[0] = first
+        for k in range(1, len(video)):
+            self.clip(video[k], g, cropped, out=out[k])
+        return out
 
-    def clip(self, x, g=None, cropped=False):
-        """One clip: uint8 ``T × H × W × 3`` -> float ``C × T × H × W``."""
+    def clip(self, x, g=None, cropped=False, out=None):
+        """One clip: uint8 ``T × H × W × 3`` -> float ``C × T × H × W`` (into ``out`` if
+        given: contiguous, of the output's shape)."""
         if not cropped:
             x = self._geometry(x, g)
         t, h, w, c = x.shape
@@ -114,7 +120,7 @@ class VideoTransform:
             img = cv2.flip(np.ascontiguousarray(x.numpy()).reshape(t * h, w, c), 1)
             x = torch.from_numpy(img).view(t, h, w, c)
         jitter = jitter_params(self.jitter, g) if self.jitter else None
-        return jitter_normalize(x, jitter, self.mean, self.std)
+        return jitter_normalize(x, jitter, self.mean, self.std, out=out)
 
     def decoder_crop(self, n_clips, g):
         """``crop(h, w) -> box`` for :func:`datasets.decode.read_clips`, so that only the
