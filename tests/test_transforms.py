@@ -178,3 +178,18 @@ def test_load_clips_equals_decoding_then_transforming(tmp_path, train, n_clips):
     assert (info['crop'] is not None) == (n_clips == 1 or not train)
     assert torch.equal(ours, ref)
     assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
+
+
+def test_crop_larger_than_frame_pads_like_center_crop():
+    # train frames smaller than the crop (no resize): the crop is centred and padded, as
+    # torchvision's center_crop does, and the decoder is not asked to cut (the test
+    # transform resizes the short side to the crop when no resize is given)
+    cfg = dict(CFG, resize=None, crop=48, color_jitter=None, hflip=False)
+    v = video(k=1, t=3, h=40, w=52)
+    tf = build_transform(cfg, train=True)
+    out = tf(v, torch.Generator().manual_seed(0))
+    assert out.shape == (1, 3, 3, 48, 48)
+    assert tf.decoder_crop(1, torch.Generator())(40, 52) is None
+    x = TF.to_dtype(v[0].permute(0, 3, 1, 2), torch.float32, scale=True)
+    ref = TF.normalize(TF.center_crop(x, [48, 48]), MEAN, STD).permute(1, 0, 2, 3)
+    torch.testing.assert_close(out[0], ref, atol=1e-5, rtol=0)
