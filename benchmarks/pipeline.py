@@ -19,12 +19,11 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
-import av  # noqa: E402
 import cv2  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from datasets.decode import _stream_info, decode_indices  # noqa: E402
+from datasets.decode import _stream_info, decode_indices, open_video  # noqa: E402
 from datasets.sampling import clip_indices  # noqa: E402
 from datasets.transforms import (build_transform, color_jitter, jitter_params,  # noqa: E402
                                  library_color_jitter, load_clips)
@@ -36,8 +35,8 @@ VIDEO_EXT = ('.mp4', '.avi', '.webm', '.mkv')
 
 
 def decode_only(path, mode, g):
-    """Seek + decode the frames one clip needs, without converting them."""
-    with av.open(path) as c:
+    """Open (as the reader does) + seek + decode the frames one clip needs, no conversion."""
+    with open_video(path) as c:
         s = c.streams.video[0]
         s.thread_count = 1
         src_fps, n, dur = _stream_info(c, s, path)
@@ -58,7 +57,7 @@ def pil_reference(path, mode, g):
     than the authors' loader.)"""
     import torchvision.transforms as T1
     import torchvision.transforms.functional as F1
-    with av.open(path) as c:
+    with open_video(path) as c:
         s = c.streams.video[0]
         s.thread_count = 1
         src_fps, n, dur = _stream_info(c, s, path)

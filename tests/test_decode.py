@@ -155,3 +155,31 @@ def test_decoder_crop_equals_cropping_the_converted_frames(tmp_path, kind, short
     same, info3 = read_clips(path, 2, 4, 10, 'uniform', short_side=short_side,
                              crop=lambda h, w: (0, 0, h + 1, w), **kw)
     assert info3['crop'] is None and torch.equal(same, whole)
+
+
+def flat(i, h, w):
+    """A flat colour that changes slowly (no chroma edges: conversion error only)."""
+    return np.broadcast_to(np.array([200 - i, 120, 40 + i], np.uint8), (h, w, 3)).copy()
+
+
+@pytest.mark.parametrize('pix_fmt', ['yuv420p', 'yuvj420p'])
+def test_colour_range_taken_from_the_frames(tmp_path, pix_fmt):
+    # the quick stream probe leaves the header's pixel format unset, so the reader takes
+    # the pixel format and colour range from the decoded frames; a full-range (JPEG)
+    # video read with the limited-range matrix would be off by ~10-30 levels
+    path = write_video(str(tmp_path / 'v.mp4'), 10, fps=30, size=SIZE, frame_fn=flat,
+                       pix_fmt=pix_fmt)
+    video, info = read_clips(path, 1, 4, 10, 'uniform')
+    ref = torch.stack([torch.from_numpy(flat(i, SIZE[1], SIZE[0])) for i in info['indices'][0]])
+    assert (video[0].float() - ref.float()).abs().max() <= 3
+
+
+@pytest.mark.parametrize('name', ['mp4', 'avi', 'webm', 'longgop'])
+def test_quick_probe_keeps_the_stream_facts(files, name):
+    # open_video's probe decodes nothing; rates, counts and durations must be unchanged
+    import av
+    from datasets.decode import _stream_info, open_video
+    with open_video(files[name]) as a, av.open(files[name]) as b:
+        sa, sb = a.streams.video[0], b.streams.video[0]
+        assert (sa.width, sa.height) == (sb.width, sb.height)
+        assert _stream_info(a, sa, 'a') == _stream_info(b, sb, 'b')
