@@ -41,10 +41,11 @@ def scratch(name, shape):
     is written before it is read, kept between clips (a fresh multi-MB buffer costs page
     faults on first touch, as much as the pass that fills it)."""
     bufs = _local.__dict__.setdefault('bufs', {})
+    n = int(np.prod(shape))
     buf = bufs.get(name)
-    if buf is None or buf.shape != tuple(shape):
-        buf = bufs[name] = np.empty(shape, np.float32)
-    return buf
+    if buf is None or buf.size < n:  # grows only: a smaller last chunk reuses the memory
+        buf = bufs[name] = np.empty(n, np.float32)
+    return buf[:n].reshape(shape)
 
 
 class ColourChain:
@@ -69,7 +70,7 @@ class ColourChain:
     def _spare(self):
         """A scratch buffer for the next rewrite (never the one holding ``x``)."""
         a = scratch('a', self.x.shape)
-        return a if self.x is not a else scratch('b', self.x.shape)
+        return scratch('b', self.x.shape) if np.may_share_memory(a, self.x) else a
 
     def _matrix(self):
         return self.A if self.A is not None else _EYE * self.k
