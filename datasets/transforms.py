@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from .colour import color_jitter, jitter_normalize  # noqa: F401 (color_jitter: API)
+from .colour import jitter_normalize
 from .decode import read_clips, resized_hw
 
 

@@ -5,9 +5,8 @@ import torchvision.transforms.v2 as T
 from torchvision import tv_tensors
 import torchvision.transforms.v2.functional as TF
 
-from datasets.colour import jitter_normalize
-from datasets.transforms import (build_transform, color_jitter, jitter_params,
-                                 library_color_jitter, rrc_params)
+from datasets.colour import color_jitter, jitter_normalize
+from datasets.transforms import build_transform, jitter_params, library_color_jitter, rrc_params
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 CFG = {'resize': 32, 'crop': 28, 'hflip': True, 'color_jitter': [0.4, 0.4, 0.4, 0.3],
