@@ -132,9 +132,7 @@ class ColourChain:
         if self.A is None:
             self.k *= v
         else:
-            self.A = self.A * v
-            if self.b is not None:
-                self.b = self.b * v
+            self._compose(_EYE * v)
         if v > 1:
             self._clamp()
 
@@ -179,10 +177,7 @@ class ColourChain:
         channels-first into ``out`` (float32 numpy ``3 × T × H × W``, planes contiguous)."""
         inv = 1.0 / np.asarray(std, np.float64)
         self._compose(np.diag(inv), (-np.asarray(mean, np.float64) * inv)[None])
-        tmp = self._spare()
-        self._write(tmp)
-        cv2.split(_image(tmp), [p.reshape(-1, p.shape[-1]) for p in out])
-        self._reset()
+        cv2.split(_image(self.apply()), [p.reshape(-1, p.shape[-1]) for p in out])
 
 
 def jitter_normalize(x, jitter, mean, std, chunk=4, out=None):
