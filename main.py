@@ -8,6 +8,7 @@
 import logging
 import os
 
+from datasets.batch_mix import build_batch_mix
 from utils.args import base_parser
 from utils.build import build_loader, default_workers, prepare_model
 from utils.checkpoint import load_pretrained
@@ -53,6 +54,10 @@ def main(args):
         log.info('%s: %d videos, %d classes', s, len(d), len(d.classes))
 
     model = build_model(cfg['model'])
+    linear_probe = bool(cfg['model'].get('linear_probe', False)) and not args.evaluate
+    if linear_probe:  # only the head learns (before DDP wrapping, which reads requires_grad)
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith('head.'))
     if args.evaluate:
         load_pretrained(model, evaluation_weights(args, out_dir), copy_head=True)
         pretrain = None
@@ -65,9 +70,10 @@ def main(args):
                    if final is not None and ctx.is_main else None)
     step = ClassifierStep(model, build_criterion(cfg.get('criterion')).to(ctx.device),
                           freeze_bn=cfg['model'].get('freeze_bn', False), classes=classes,
-                          predictions_to=predictions)
+                          predictions_to=predictions, augment=build_batch_mix(cfg), linear_probe=linear_probe)
 
-    optimizer = build_optimizer(cfg['optimizer'], model.parameters()) if not args.evaluate else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(cfg['optimizer'], params) if not args.evaluate else None
     scheduler = build_scheduler(cfg['optimizer'], optimizer) if optimizer else None
     engine = Engine(step, optimizer, scheduler, ctx, epochs=cfg['optimizer']['epochs'])
     if not args.evaluate:

@@ -36,7 +36,9 @@ import av
 import cv2
 import numpy as np
 
-GEN_VERSION = 2  # bump when the rendering changes: a new cache folder is used
+GEN_VERSION = 3  # bump when the rendering or the split sizes change: a new cache folder is used
+# 3: transfer enlarged to 480 + 480 videos (96 + 240 before) so that the static mimic of the
+#    dynamic score and the transfer probe have enough data; videos 0..95 / 0..239 are unchanged
 
 PRETRAIN_CLASSES = ('move_right', 'move_left', 'move_up', 'move_down',
                     'rotate_cw', 'rotate_ccw', 'zoom_in', 'zoom_out')
@@ -55,8 +57,8 @@ DEFAULTS = {
     'fps': 8,
     'n_train': 480,      # pretrain train videos (balanced over the 8 classes)
     'n_val': 240,
-    'n_transfer_train': 96,
-    'n_transfer_test': 240,
+    'n_transfer_train': 480,  # scoring (mimic training) and transfer split: scene independent of class
+    'n_transfer_test': 480,
     'n_novel': 120,      # over the 6 novel classes
 }
 # How far objects move over one video, as a fraction of the frame / in degrees / as a factor.

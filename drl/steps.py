@@ -42,6 +42,45 @@ def _pooled(feat, frames):
     return feat.mean((1, 3, 4)) if frames else feat.mean((2, 3, 4))
 
 
+def logit_grad_norms(logits, **terms):
+    """Diagnostics: the L2 norm of each loss term's gradient at the logits (what flows back
+    into the video model), and ``grad_ratio`` = penalty / ce when both are given.
+
+    Args:
+        logits: ``B × n`` tensor in the graph of every term; terms: name -> scalar loss.
+    Returns:
+        ``{'grad_<name>': float, ..., 'grad_ratio': float}``.
+    """
+    if not logits.requires_grad:
+        return {}
+    out = {}
+    for name, term in terms.items():
+        g, = torch.autograd.grad(term, logits, retain_graph=True, allow_unused=True)
+        out[f'grad_{name}'] = 0.0 if g is None else g.norm().item()
+    if 'grad_ce' in out and 'grad_penalty' in out:
+        out['grad_ratio'] = out['grad_penalty'] / max(out['grad_ce'], 1e-12)
+    return out
+
+
+@torch.no_grad()
+def attack_effect(g, x_adv, o, o_adv, y_hat):
+    """Diagnostics of one attacked batch (percent, and KL in nats).
+
+    ``Acc@1_sp_adv``: how often the spatial model still agrees with the video model's decision
+    ``y_hat`` on the perturbed clips (100 − attack success); ``flip_f``: how often the video
+    model's own decision changes; ``kl_f_adv``: ``KL(p_f(x) ‖ p_f(x_adv))``.
+    """
+    was_training = g.training
+    g.eval()
+    o_sp_adv, _ = split_output(g(x_adv))
+    g.train(was_training)
+    kl = F.kl_div(F.log_softmax(o_adv.float(), 1), F.log_softmax(o.float(), 1), reduction='batchmean',
+                  log_target=True)
+    return {'Acc@1_sp_adv': agreement(o_sp_adv.float(), y_hat),
+            'flip_f': (o_adv.argmax(1) != y_hat).float().mean().item() * 100,
+            'kl_f_adv': kl.item()}
+
+
 class FeatureLoss:
     """``criterion_feat``: distil the video model's features into the spatial model's.
 
@@ -166,7 +205,8 @@ class DRLAugStep(_DRLStep):
             loss_adv = F.cross_entropy(o_adv.float(), y)
             loss_cls = (loss_clean + loss_adv) / 2
             metrics.update(loss_clean=loss_clean.item(), loss_adv=loss_adv.item(),
-                           **{'Acc@1_adv': accuracy(o_adv.detach().float(), y, topk=(1,))[0]})
+                           **{'Acc@1_adv': accuracy(o_adv.detach().float(), y, topk=(1,))[0]},
+                           **attack_effect(unwrap(self.g), x_adv, o.detach(), o_adv.detach(), y_hat))
             self._maybe_visualize(x, x_adv)
         loss = loss_cls + loss_sp
         if self.feat_loss is not None:
@@ -248,13 +288,14 @@ class DRLDirStep(_DRLStep):
         w = (1 - torch.exp(-(ce_s - ce).clamp(min=0))).detach() if self.scale else torch.ones_like(kd)
         penalty = (w * kd).mean()
         loss = ce.mean() - self.lam * penalty
+        grads = logit_grad_norms(o32, ce=ce.mean(), penalty=self.lam * penalty)
         if self.g is not None:
             loss = loss - ce_s.mean()  # reversed for g: it learns to classify
         metrics = {'loss': loss.item(), 'loss_cls': ce.mean().item(), 'loss_sp': kd.mean().item(),
                    'loss_cls_s': ce_s.mean().item(), 'penalty_weight': w.mean().item(),
                    'Acc@1': accuracy(o32.detach(), y, topk=(1,))[0],
                    'Acc@1_s': accuracy(os32.detach(), y, topk=(1,))[0],
-                   'Acc@1_sp': agreement(os32.detach(), o32.detach().argmax(1))}
+                   'Acc@1_sp': agreement(os32.detach(), o32.detach().argmax(1)), **grads}
         return StepOutput(loss=loss, n=y.shape[0], metrics=metrics)
 
     @torch.no_grad()

@@ -29,6 +29,41 @@ def resolve_arch(arch=None, model_depth=None):
     return arch
 
 
+def _narrow_resnet(arch, widen_factor):
+    """torchvision ResNet ``arch`` with every stage width (64/128/256/512) scaled by ``widen_factor``.
+
+    Same blocks, depths, strides and initialisation as torchvision's; module names unchanged.
+    Used for CPU-sized frame-wise models (e.g. SceneMotion's static mimic); ImageNet weights
+    exist only for ``widen_factor == 1``.
+    """
+    base = torchvision.models.get_model(arch, weights=None)
+    if widen_factor == 1:
+        return base
+    if not 0 < widen_factor <= 1 or base.groups != 1 or base.base_width != 64:
+        raise ValueError(f'resnet2d widen_factor must be in (0, 1] for plain ResNets, got {widen_factor} '
+                         f'for {arch}')
+    block = type(base.layer1[0])
+    layers = [len(getattr(base, f'layer{i}')) for i in range(1, 5)]
+
+    class _Narrow(torchvision.models.resnet.ResNet):
+        def _make_layer(self, block, planes, blocks, stride=1, dilate=False):
+            if self.inplanes == 64 and planes == 64:  # first stage: narrow the stem too
+                self.inplanes = max(1, round(64 * widen_factor))
+                self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+                self.bn1 = self._norm_layer(self.inplanes)
+            return super()._make_layer(block, max(1, round(planes * widen_factor)), blocks, stride, dilate)
+
+    net = _Narrow(block, layers)
+    net.fc = nn.Linear(_out_channels(net.layer4), 1000)
+    return net
+
+
+def _out_channels(layer):
+    """Output channels of a ResNet stage (its last block's last BN)."""
+    last = layer[-1]
+    return (last.bn3 if hasattr(last, 'bn3') else last.bn2).num_features
+
+
 def _only_in(t, memory_format):
     """True if ``t`` is laid out in ``memory_format`` and not in the default one."""
     return t.is_contiguous(memory_format=memory_format) and not t.is_contiguous()
@@ -45,9 +80,11 @@ class ResNet2D(VideoModel):
     """
 
     def __init__(self, n_class=400, model_depth=None, arch=None, pretrained=False,
-                 pretrained_path=None, dropout=0.0, ret_feat=(), consensus='avg'):
+                 pretrained_path=None, dropout=0.0, ret_feat=(), consensus='avg', widen_factor=1.0):
         arch = resolve_arch(arch, model_depth)
-        net = torchvision.models.get_model(arch, weights=None)
+        if pretrained and widen_factor != 1:
+            raise ValueError('resnet2d: ImageNet weights need widen_factor 1 (set pretrained: false)')
+        net = _narrow_resnet(arch, widen_factor)
         super().__init__(net.fc.in_features, n_class, dropout, consensus, ret_feat)
         self.arch = arch
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
@@ -82,10 +119,11 @@ class ResNet2D(VideoModel):
 
 @MODELS.register('resnet2d')
 def resnet2d(n_class=400, model_depth=None, arch=None, pretrained=False, pretrained_path=None,
-             dropout=0.0, ret_feat=(), consensus='avg'):
-    """Frame-wise torchvision ResNet (``model_depth`` 18/34/50/101/152 or ``arch``)."""
+             dropout=0.0, ret_feat=(), consensus='avg', widen_factor=1.0):
+    """Frame-wise torchvision ResNet (``model_depth`` 18/34/50/101/152 or ``arch``); stage widths
+    × ``widen_factor`` (≤ 1, random init only)."""
     if model_depth is None and arch is None:
         model_depth = 18
     return ResNet2D(n_class=n_class, model_depth=model_depth, arch=arch, pretrained=pretrained,
                     pretrained_path=pretrained_path, dropout=dropout, ret_feat=ret_feat,
-                    consensus=consensus)
+                    consensus=consensus, widen_factor=widen_factor)

@@ -1,175 +1,137 @@
-"""`make study`: the SceneMotion study — does DRL make a static-biased video model more dynamic?
+"""`make study`: the SceneMotion study — can the dynamic score tell static from dynamic models,
+and do DRL and de-biasing make a static-biased video model more dynamic?
 
-Five models, several seeds each: frame-wise `resnet2d`, baseline `resnet3d`, and the baseline
-further trained with DRL-FGSM, DRL-dir (frozen clips) and DRL-dir (shuffled clips). Each is
-measured by its dynamic score, its accuracy on frozen clips of pretrain-val, its pretrain-val
-accuracy and its accuracy after fine-tuning on the scene-independent transfer split. Writes
-``docs/results/scenemotion.md`` (mean ± std and every command) and ``scenemotion.png``.
+Per seed: the controls (frame-wise ``resnet2d``, baseline ``resnet3d`` with ``bias`` 0.9,
+``resnet3d`` with ``bias`` 0), the de-biasing baselines (StillMix, Background Erasing, trained
+like the baseline) and the four DRL variants at the DRL configs' full length (FGSM, PGD,
+DRL-dir freeze / shuffle, each from that seed's baseline). Every model is measured by
 
-    python tools/study.py [--seeds 0 1 2] [--out runs/study] [--variants ...]
+* its dynamic score on the ``transfer`` subset, where scene and class are independent
+  (``configs/scoring/scenemotion.yaml``: a frame-wise mimic trained on transfer-train);
+* its accuracy on normal and frozen pretrain-val clips (``tools/temporality.py``);
+* transfer: a linear probe and fine-tuning on transfer-train, tested on transfer-test;
+* 5-way 5-shot accuracy on the novel motions.
+
+Then a sweep on one seed: DRL knobs (λ, eps) and a partly static baseline. Writes
+``docs/results/scenemotion.md``, ``scenemotion.json`` and ``scenemotion.png``; the page is
+rewritten after every finished command, so an interrupted study still reports. Finished
+commands are skipped when the study is run again.
+
+    python tools/study.py [--seeds 0 1 2] [--out runs/study] [--jobs 2] [--no-sweep]
 """
 import argparse
 import os
-import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tools.runs import ROOT, measure, run  # noqa: E402
+from tools.jobs import ROOT, Graph  # noqa: E402
+from tools import study_page  # noqa: E402
 
 R3D, R2D = 'configs/scenemotion/res3d18.yaml', 'configs/scenemotion/res2d18.yaml'
-T3D, T2D = 'configs/scenemotion-transfer/res3d18.yaml', 'configs/scenemotion-transfer/res2d18.yaml'
-# CPU budget (about 20 min per seed on 2 cores): DRL and scoring runs last 3 epochs (lr / 10
-# after epoch 2), the frame-wise model trains 4 epochs (it learns the scene in the first one)
-SHORT = ['sp.optimizer.epochs=3', 'sp.optimizer.schedule.args.step_size=2']
-R2D_SHORT = ['optimizer.epochs=4', 'optimizer.schedule.args.T_max=4']
-VARIANTS = {  # name -> (script, config(s), starts from the baseline?)
-    'resnet2d': ('main.py', [R2D, *R2D_SHORT], False),
-    'resnet3d': ('main.py', [R3D], False),
-    'resnet3d + DRL-FGSM': ('main-drl.py', [R3D, 'configs/drl/fgsm-e3-i5-scratch.yaml'], True),
-    'resnet3d + DRL-dir freeze': ('main-drl-dir.py', [R3D, 'configs/drl/kd0.5-freeze.yaml'], True),
-    'resnet3d + DRL-dir shuffle': ('main-drl-dir.py', [R3D, 'configs/drl/kd0.5-shuffle.yaml'], True),
+SCORING = 'configs/scoring/scenemotion.yaml'
+CFG = {  # family -> pretrain config (frozen clips), transfer, linear probe, few-shot configs
+    '3d': (R3D, 'configs/scenemotion-transfer/res3d18.yaml', 'configs/scenemotion-transfer/res3d18-linear.yaml',
+           'configs/scenemotion-fs/res3d18-5shot.yaml'),
+    '2d': (R2D, 'configs/scenemotion-transfer/res2d18.yaml', 'configs/scenemotion-transfer/res2d18-linear.yaml',
+           'configs/scenemotion-fs/res2d18-5shot.yaml'),
 }
-METRICS = [('pretrain', 'pretrain-val Acc@1'), ('frozen', 'frozen-clip Acc@1'),
-           ('dynamic_score', 'dynamic score'), ('transfer', 'transfer Acc@1')]
-
-
-class Recorder:
-    """Collects the commands as they run, for the results page."""
-
-    def __init__(self):
-        self.commands = []
-
-    def __call__(self, msg):
-        print(msg, flush=True)
-        if msg.strip().startswith('$ ') or msg.startswith('[done already] '):
-            self.commands.append(msg.strip().removeprefix('$ ').removeprefix('[done already] '))
+# name -> (script, configs and overrides, family, starts from this model of the same seed)
+MODELS = {
+    'resnet2d': ('main.py', [R2D], '2d', None),
+    'resnet3d': ('main.py', [R3D], '3d', None),
+    'resnet3d-bias0': ('main.py', ['configs/scenemotion/res3d18-bias0.yaml'], '3d', None),
+    'resnet3d-stillmix': ('main.py', ['configs/scenemotion/res3d18-stillmix.yaml'], '3d', None),
+    'resnet3d-be': ('main.py', ['configs/scenemotion/res3d18-be.yaml'], '3d', None),
+    'resnet3d-drl-fgsm': ('main-drl.py', [R3D, 'configs/drl/scenemotion-fgsm.yaml'], '3d', 'resnet3d'),
+    'resnet3d-drl-pgd': ('main-drl.py', [R3D, 'configs/drl/scenemotion-pgd.yaml'], '3d', 'resnet3d'),
+    'resnet3d-drl-dir-freeze': ('main-drl-dir.py', [R3D, 'configs/drl/kd0.5-freeze.yaml'], '3d', 'resnet3d'),
+    'resnet3d-drl-dir-shuffle': ('main-drl-dir.py', [R3D, 'configs/drl/kd0.5-shuffle.yaml'], '3d', 'resnet3d'),
+}
+FULL = ('score', 'temporality', 'probe', 'finetune', 'fewshot')
+# the sweep (seed 0): where does each DRL variant start to act?
+SWEEP = {
+    'dir-freeze λ=2': ('main-drl-dir.py', [R3D, 'configs/drl/kd0.5-freeze.yaml', 'sp.criterion.lambda=2'],
+                       '3d', 'resnet3d'),
+    'dir-freeze λ=8': ('main-drl-dir.py', [R3D, 'configs/drl/kd0.5-freeze.yaml', 'sp.criterion.lambda=8'],
+                       '3d', 'resnet3d'),
+    'fgsm eps=0.1': ('main-drl.py', [R3D, 'configs/drl/scenemotion-fgsm.yaml', 'sp.adversary.args.eps=0.1'],
+                     '3d', 'resnet3d'),
+    'baseline bias=0.5': ('main.py', [R3D, 'dataset.scenemotion.bias=0.5'], '3d', None),
+    'bias=0.5 + dir-freeze': ('main-drl-dir.py', [R3D, 'configs/drl/kd0.5-freeze.yaml',
+                                                  'dataset.scenemotion.bias=0.5'], '3d', 'baseline bias=0.5'),
+    'bias=0.5 + fgsm': ('main-drl.py', [R3D, 'configs/drl/scenemotion-fgsm.yaml', 'dataset.scenemotion.bias=0.5'],
+                        '3d', 'baseline bias=0.5'),
+}
 
 
 def slug(name):
-    return name.replace(' + ', '-').replace(' ', '-').lower()
+    return (name.replace(' + ', '-').replace(' ', '-').replace('=', '').replace('λ', 'lam').lower())
 
 
-def run_variant(name, seed, out, log):
-    script, cfgs, from_base = VARIANTS[name]
-    d = f'{out}/seed{seed}/{slug(name)}'
-    seed_args = ['--seed', str(seed)]
-    cmd = [script, *cfgs, '--output-dir', d, *seed_args]
-    if from_base:
-        cmd += SHORT + ['--pretrain', f'{out}/seed{seed}/resnet3d/checkpoint.pth.tar']
-    res = run(cmd, d, log=log)
-    is2d = cfgs[0] == R2D
-    m = measure(f'{d}/checkpoint.pth.tar', R2D if is2d else R3D, T2D if is2d else T3D, d, seed_args, log=log,
-                score_args=SHORT)
-    m['pretrain'] = res['Acc@1']
-    return m
+def add_model(g, name, spec, seed, out, measures):
+    """Training job of one model and its measurement jobs; returns ``{measure: result path}``."""
+    script, args, family, start = spec
+    d, s = f'{out}/seed{seed}/{slug(name)}', ['--seed', str(seed), '-j', '1']
+    deps = [f'{seed}/{start}'] if start else []
+    cmd = [script, *args, '--output-dir', d, *s]
+    if start:
+        cmd += ['--pretrain', f'{out}/seed{seed}/{slug(start)}/checkpoint.pth.tar']
+    key = f'{seed}/{name}'
+    g.add(key, cmd, f'{d}/results.json', deps)
+    pre, transfer, probe, fewshot = CFG[family]
+    ck = ['--pretrain', f'{d}/checkpoint.pth.tar']
+    cmds = {
+        'score': (['main-drl.py', transfer, SCORING], f'{d}/score', 'results.json'),
+        'temporality': (['tools/temporality.py', pre], f'{d}/temporality', 'temporality.json'),
+        'probe': (['main.py', probe], f'{d}/probe', 'results.json'),
+        'finetune': (['main.py', transfer], f'{d}/finetune', 'results.json'),
+        'fewshot': (['main-fsl.py', fewshot], f'{d}/fewshot', 'results.json'),
+    }
+    paths = {'train': f'{d}/results.json', 'dir': d}
+    for m in measures:
+        c, od, res = cmds[m]
+        g.add(f'{key}/{m}', [*c, *ck, '--output-dir', od, *s], f'{od}/{res}', [key])
+        paths[m] = f'{od}/{res}'
+    return paths
 
 
-def fmt(values):
-    if len(values) == 1:
-        return f'{values[0]:.3g}'
-    return f'{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}'
+def build(seeds, out, sweep, jobs, log, page):
+    """The whole study as a job graph; ``paths[(section, name, seed)]`` lists its result files."""
+    paths = {}
 
+    def rewrite(graph):
+        study_page.write(paths, seeds, graph, page, time.time() - t0)
 
-def write_page(table, seeds, commands, seconds, path):
-    lines = ['# SceneMotion study: does DRL make a static-biased video model more dynamic?', '',
-             'Generated by `python tools/study.py --seeds ' + ' '.join(map(str, seeds)) + '` '
-             '(this repository\'s 2-core CPU machine). Mean ± std over seeds '
-             f'{", ".join(map(str, seeds))}; chance is 12.5 % (8 classes). Benchmark parameters '
-             'as fixed in `docs/scenemotion.md`. To fit the CPU budget, DRL and scoring runs last 3 '
-             'epochs instead of the configs\' 25 and the frame-wise model trains 4 epochs (see the '
-             'commands below).', '',
-             '| model | ' + ' | '.join(label for _, label in METRICS) + ' |',
-             '|---|' + '---|' * len(METRICS)]
-    for name, per_seed in table.items():
-        cells = [fmt([m[k] for m in per_seed]) for k, _ in METRICS]
-        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-    lines += ['', '## Outcome', ''] + outcome(table) + ['', '## Columns', '',
-              '- *pretrain-val Acc@1*: final test of the pretraining (or DRL) run on the pretrain',
-              '  val split, where the scene predicts the class with probability ≈ `bias` (weights of',
-              '  the best validation epoch); the other columns measure the run\'s last-epoch',
-              '  `checkpoint.pth.tar`.',
-              '- *frozen-clip Acc@1*: the same split with every clip\'s first frame repeated',
-              '  (`tools/temporality.py`); high = the model answers from the scene.',
-              '- *dynamic score*: 1 − top-1 agreement of a frame-wise ResNet-18 trained to mimic the',
-              '  model (`main-drl.py ... configs/scoring/res2d18-scratch.yaml`); see docs/drl.md.',
-              '- *transfer Acc@1*: after fine-tuning on the transfer split, where scene and class are',
-              '  independent.', '', '![SceneMotion study](scenemotion.png)', '',
-              '## Commands', '', '```']
-    lines += commands
-    lines += ['```', '']
-    with open(path, 'w') as f:
-        f.write('\n'.join(lines))
-
-
-def outcome(table, base='resnet3d'):
-    """Plain statements of each DRL variant's effect against the baseline, with the spread."""
-    if base not in table:
-        return []
-    out = []
-    for name, per_seed in table.items():
-        if not name.startswith(base + ' +'):
-            continue
-        parts = []
-        for key, label in METRICS[1:]:
-            diffs = [m[key] - b[key] for m, b in zip(per_seed, table[base])]
-            mean = statistics.mean(diffs)
-            spread = statistics.stdev(diffs) if len(diffs) > 1 else float('nan')
-            unit = '' if key == 'dynamic_score' else ' points'
-            clear = len(diffs) > 1 and abs(mean) > 2 * spread
-            if len(diffs) == 1:
-                parts.append(f'{label} {mean:+.3g}{unit} (one seed)')
-            else:
-                parts.append(f'{label} {mean:+.3g}{unit} (± {spread:.2g} over seeds'
-                             f'{", clear" if clear else ", within the noise"})')
-        out.append(f'- **{name.replace(base + " + ", "")}** vs the baseline: ' + '; '.join(parts) + '.')
-    if 'resnet2d' in table:
-        m2, m3 = ({k: statistics.mean(m[k] for m in table[n]) for k, _ in METRICS} for n in ('resnet2d', base))
-        out.append(f'- Frame-wise `resnet2d`: pretrain-val {m2["pretrain"]:.1f} %, frozen clips '
-                   f'{m2["frozen"]:.1f} %; baseline `resnet3d`: {m3["pretrain"]:.1f} % and {m3["frozen"]:.1f} %. '
-                   'A 3D model whose frozen-clip accuracy is close to its normal accuracy answers '
-                   'from the scene.')
-    out.append('- Differences are paired by seed (each DRL run starts from the same seed\'s baseline); '
-               '"clear" means |mean| > 2 × their standard deviation.')
-    return out
-
-
-def plot(table, path):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 4))
-    names = list(table)
-    for ax, (key, label) in zip(axes, METRICS):
-        vals = [[m[key] for m in table[n]] for n in names]
-        means = [statistics.mean(v) for v in vals]
-        errs = [statistics.stdev(v) if len(v) > 1 else 0 for v in vals]
-        ax.bar(range(len(names)), means, yerr=errs, capsize=3, color='tab:blue')
-        ax.set_xticks(range(len(names)), [n.replace('resnet3d + ', '+') for n in names], rotation=45, ha='right')
-        ax.set_title(label)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    t0 = time.time()
+    g = Graph(jobs=jobs, threads=1, log=log, on_done=rewrite)
+    # seed by seed, controls first: an interrupted study still has complete seeds
+    for seed in seeds:
+        for name, spec in MODELS.items():
+            paths[('main', name, seed)] = add_model(g, name, spec, seed, out, FULL)
+    if sweep:
+        for name, spec in SWEEP.items():
+            paths[('sweep', name, seeds[0])] = add_model(g, name, spec, seeds[0], out, ('score', 'temporality'))
+    return g, rewrite
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     ap.add_argument('--out', default='runs/study')
-    ap.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument('--jobs', type=int, default=2, help='commands run at once (one thread each)')
+    ap.add_argument('--no-sweep', action='store_true', help='skip the one-seed sweep of DRL knobs')
     ap.add_argument('--page', default='docs/results/scenemotion.md')
     a = ap.parse_args()
-    log, t0 = Recorder(), time.time()
-    table = {name: [] for name in a.variants}
     page = os.path.join(ROOT, a.page)
     os.makedirs(os.path.dirname(page), exist_ok=True)
-    for i, seed in enumerate(a.seeds):
-        for name in a.variants:
-            table[name].append(run_variant(name, seed, a.out, log))
-        # the page is rewritten after every seed, so an interrupted study still reports
-        plot(table, os.path.join(os.path.dirname(page), 'scenemotion.png'))
-        write_page(table, a.seeds[:i + 1], log.commands, time.time() - t0, page)
-    print(open(page).read())
+    g, rewrite = build(a.seeds, a.out, not a.no_sweep, a.jobs, lambda m: print(m, flush=True), page)
+    g.run()
+    rewrite(g)
+    failed = [j.key for j in g.items.values() if j.state in ('failed', 'skipped')]
+    print(f'page: {a.page}' + (f'; {len(failed)} commands failed or skipped: {failed}' if failed else ''))
+    return 1 if failed else 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -3,6 +3,7 @@ import csv
 import os
 
 import torch
+from torch.nn import functional as F
 
 from .engine import Step, StepOutput, accuracy, set_bn_eval
 
@@ -43,15 +44,19 @@ class ClassifierStep(Step):
         classes: class names, for per-class results.
         predictions_to: ``(csv_path, vids)``: after the final test, write one row per video
             (id, label, prediction, its probability) there; ``vids[i]`` names dataset index ``i``.
+        augment: a :class:`datasets.batch_mix.BatchMix` applied to training batches, or ``None``.
+        linear_probe: only the head is trained; the backbone stays in eval mode (frozen
+            BatchNorm statistics), so the result measures the pretrained features.
     """
 
-    def __init__(self, model, criterion, freeze_bn=False, classes=None, predictions_to=None):
+    def __init__(self, model, criterion, freeze_bn=False, classes=None, predictions_to=None,
+                 augment=None, linear_probe=False):
         self.model, self.criterion, self.freeze_bn, self.classes = model, criterion, freeze_bn, classes
-        self.predictions_to = predictions_to
+        self.predictions_to, self.augment, self.linear_probe = predictions_to, augment, linear_probe
         self.modules = {'state_dict': model}
 
     def train(self, mode=True):
-        self.model.train(mode)
+        self.model.train(mode and not self.linear_probe)
         if mode and self.freeze_bn:
             set_bn_eval(self.model)
 
@@ -65,7 +70,19 @@ class ClassifierStep(Step):
         return logits, loss, StepOutput(loss=loss, n=n, metrics={'loss': loss.item(), 'Acc@1': acc1, 'Acc@5': acc5})
 
     def train_step(self, batch):
-        return self._forward(batch)[2]
+        if self.augment is None:
+            return self._forward(batch)[2]
+        x = batch['video']
+        logits, loss, out = self._forward({**batch, 'video': self.augment(x)})
+        if self.augment.consistency > 0:  # Background Erasing: predict on x' as on x
+            with torch.no_grad():
+                clean = self.model(x)
+                clean = clean['pred'] if isinstance(clean, dict) else clean
+            kl = F.kl_div(F.log_softmax(logits.float(), 1), F.log_softmax(clean.float(), 1),
+                          reduction='batchmean', log_target=True)
+            out.loss = loss + self.augment.consistency * kl
+            out.metrics.update(loss_cls=out.metrics['loss'], loss_consistency=kl.item(), loss=out.loss.item())
+        return out
 
     def eval_step(self, batch):
         logits, _, out = self._forward(batch)

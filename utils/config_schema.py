@@ -71,6 +71,7 @@ MODEL = {
     'freeze_bn': bool,
     'pretrain': (str, NONE),
     'copy_head': bool,
+    'linear_probe': bool,   # main.py: train the head only, backbone frozen in eval mode
     'args': MODEL_ARGS,
 }
 
@@ -124,6 +125,8 @@ CFG_SCHEMA = {
     },
     'criterion': {'name': str, 'args': ANY},
     'seed': int,
+    # main.py: batch de-biasing augmentation (datasets/batch_mix.py)
+    'augment': {'name': str, 'mix': list, 'prob': NUM, 'consistency': NUM},
     'fewshot': {'cache': bool, 'batch_size': int, 'seed': int, 'cache_dir': (str, NONE), 'chunk': int},
 }
 
