@@ -1,65 +1,72 @@
-"""`make demo`: the project's main job on the embedded SceneMotion benchmark, end to end.
+"""`make demo`: the known answer of the embedded SceneMotion benchmark, end to end.
 
-Pretrains a baseline 3D ResNet, trains one DRL variant from it, then measures both the way the
-paper does: dynamic score (a static model trained to mimic each), accuracy on frozen clips,
-fine-tuning transfer to the scene-independent split, and few-shot accuracy on novel motions.
-Every step is a plain command of the entry scripts (printed as it runs, so each figure can be
-reproduced by hand); finished steps are skipped when the demo is run again.
+Trains the controls — a frame-wise ResNet (static by construction), the baseline 3D ResNet on
+the scene-biased pretrain split, the same 3D ResNet where scene and class are independent
+(motion only) — and one de-biased model (StillMix), then measures each the way the paper does:
+dynamic score on the scene-independent ``transfer`` split (a static mimic trained on it), accuracy
+on frozen clips, and a linear probe on transfer. Every step is a plain command of the entry
+scripts (printed as it runs); finished steps are skipped when the demo is run again. Two
+commands run at once, one thread each.
 
-    python tools/demo.py [--out runs/demo] [--drl freeze|shuffle|fgsm] [--fresh]
+    python tools/demo.py [--out runs/demo] [--drl freeze|shuffle|fgsm|pgd] [--fresh]
 """
 import argparse
+import json
 import os
 import shutil
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tools.runs import DRL_SHORT, ROOT, measure, run  # noqa: E402
+from tools.jobs import ROOT, Graph  # noqa: E402
+from tools.study import MODELS, add_model  # noqa: E402
 
-PRE = 'configs/scenemotion/res3d18.yaml'
-TRANSFER = 'configs/scenemotion-transfer/res3d18.yaml'
-FEWSHOT = 'configs/scenemotion-fs/res3d18-5shot.yaml'
-DRL = {  # variant -> (script, DRL config)
-    'freeze': ('main-drl-dir.py', 'configs/drl/kd0.5-freeze.yaml'),
-    'shuffle': ('main-drl-dir.py', 'configs/drl/kd0.5-shuffle.yaml'),
-    'fgsm': ('main-drl.py', 'configs/drl/fgsm-e3-i5-scratch.yaml'),
-}
+SHOWN = ('resnet2d', 'resnet3d', 'resnet3d-bias0', 'resnet3d-stillmix')
+DRL = {'freeze': 'resnet3d-drl-dir-freeze', 'shuffle': 'resnet3d-drl-dir-shuffle',
+       'fgsm': 'resnet3d-drl-fgsm', 'pgd': 'resnet3d-drl-pgd'}
+WHAT = {'resnet2d': 'frame-wise, static by construction', 'resnet3d': 'baseline, bias 0.9',
+        'resnet3d-bias0': 'trained with bias 0 (motion only)', 'resnet3d-stillmix': 'baseline + StillMix'}
+
+
+def value(path, key):
+    full = os.path.join(ROOT, path)
+    if not os.path.isfile(full):
+        return float('nan')
+    with open(full) as f:
+        return float(json.load(f).get(key, float('nan')))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--out', default='runs/demo', help='folder for every run of the demo')
-    ap.add_argument('--drl', default='freeze', choices=sorted(DRL), help='DRL variant to compare')
+    ap.add_argument('--drl', default=None, choices=sorted(DRL), help='also run one DRL variant (adds minutes)')
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--jobs', type=int, default=2, help='commands run at once (one thread each)')
     ap.add_argument('--fresh', action='store_true', help='delete --out first')
     a = ap.parse_args()
-    out = a.out
-    if a.fresh and os.path.isdir(os.path.join(ROOT, out)):
-        shutil.rmtree(os.path.join(ROOT, out))
+    if a.fresh and os.path.isdir(os.path.join(ROOT, a.out)):
+        shutil.rmtree(os.path.join(ROOT, a.out))
     t0 = time.time()
-    base = run(['main.py', PRE, '--output-dir', f'{out}/baseline'], f'{out}/baseline')
-    base_ckpt = f'{out}/baseline/checkpoint.pth.tar'
-    script, drl_cfg = DRL[a.drl]
-    drl_dir = f'{out}/drl-{a.drl}'
-    drl = run([script, PRE, drl_cfg, *DRL_SHORT, '--pretrain', base_ckpt, '--output-dir', drl_dir], drl_dir)
-    rows = {}
-    for name, res, ckpt, d in (('baseline', base, base_ckpt, f'{out}/baseline'),
-                               (f'DRL-{a.drl}', drl, f'{drl_dir}/checkpoint.pth.tar', drl_dir)):
-        rows[name] = (res, measure(ckpt, PRE, TRANSFER, d, fewshot_cfg=FEWSHOT))
-    print_table(rows, out, time.time() - t0)
-
-
-def print_table(rows, out, seconds):
-    head = ['model', 'pretrain-val Acc@1', 'frozen-clip Acc@1', 'dynamic score', 'transfer Acc@1',
-            '5-way 5-shot Acc@1']
-    print('\nSceneMotion demo (chance: 12.5 % for the 8 pretrain/transfer classes, 20 % for 5-way)')
+    g = Graph(jobs=a.jobs, threads=1)
+    names = list(SHOWN) + ([DRL[a.drl]] if a.drl else [])
+    paths = {n: add_model(g, n, MODELS[n], a.seed, a.out, ('score', 'temporality', 'probe')) for n in names}
+    g.run()
+    failed = [j.key for j in g.items.values() if j.state != 'done']
+    head = ['model', 'what', 'pretrain-val Acc@1', 'frozen-clip Acc@1', 'dynamic score (transfer)',
+            'linear probe on transfer']
+    print('\nSceneMotion demo: chance 12.5 %. A static model keeps its accuracy on frozen clips and gets a '
+          'dynamic score near 0;\na motion model loses it on frozen clips and gets a high score.')
     print(' | '.join(head))
     print(' | '.join('---' for _ in head))
-    for name, (res, m) in rows.items():
-        print(f"{name} | {res['Acc@1']:.1f} | {m['frozen']:.1f} | {m['dynamic_score']:.3f} | "
-              f"{m['transfer']:.1f} | {m['fewshot']:.1f} ± {m['fewshot_ci']:.1f}")
-    print(f'\nrun folders: {out}/baseline and {out}/drl-*, each with scoring/ temporality/ transfer/ fewshot/')
-    print(f'total time: {seconds / 60:.1f} min')
+    for n, p in paths.items():
+        print(f"{n} | {WHAT.get(n, 'DRL from the baseline')} | {value(p['temporality'], 'Acc@1'):.1f} | "
+              f"{value(p['temporality'], 'Acc@1_frozen'):.1f} | {value(p['score'], 'dynamic_score'):.3f} | "
+              f"{value(p['probe'], 'Acc@1'):.1f}")
+    print(f'\nrun folders: {a.out}/seed{a.seed}/<model>/ (score/ temporality/ probe/); '
+          f'the study with seeds and CIs: docs/results/scenemotion.md')
+    print(f'total time: {(time.time() - t0) / 60:.1f} min')
+    if failed:
+        sys.exit(f'demo: {len(failed)} commands failed or were skipped: {failed}')
 
 
 if __name__ == '__main__':

@@ -105,10 +105,13 @@ def build(seeds, out, sweep, jobs, log, page):
 
     t0 = time.time()
     g = Graph(jobs=jobs, threads=1, log=log, on_done=rewrite)
-    # seed by seed, controls first: an interrupted study still has complete seeds
-    for seed in seeds:
-        for name, spec in MODELS.items():
-            paths[('main', name, seed)] = add_model(g, name, spec, seed, out, FULL)
+    # the cheap models of every seed first, then the attacks (the longest runs), then the sweep:
+    # an interrupted study still reports the controls over all seeds
+    for attacks in (False, True):
+        for seed in seeds:
+            for name, spec in MODELS.items():
+                if ('fgsm' in name or 'pgd' in name) == attacks:
+                    paths[('main', name, seed)] = add_model(g, name, spec, seed, out, FULL)
     if sweep:
         for name, spec in SWEEP.items():
             paths[('sweep', name, seeds[0])] = add_model(g, name, spec, seeds[0], out, ('score', 'temporality'))

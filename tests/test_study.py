@@ -1,0 +1,85 @@
+"""The SceneMotion scoring protocol end to end (score on the scene-independent transfer split),
+the study's job graph and its report (statistics pinned on hand-made result files)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tools import study_page
+from tools.jobs import ROOT, Graph
+
+TINY = ['dataset.scenemotion.size=32', 'dataset.scenemotion.n_frames=4', 'dataset.scenemotion.n_train=8',
+        'dataset.scenemotion.n_val=8', 'dataset.scenemotion.n_transfer_train=16',
+        'dataset.scenemotion.n_transfer_test=12', 'dataset.scenemotion.n_novel=6',
+        'dataset.args.train.n_frames=4', 'dataset.args.test.n_frames=4', 'dataset.args.test_final.n_frames=4',
+        'dataset.transform.resize=32', 'dataset.transform.crop=28', 'dataset.num_workers=0',
+        'dataset.batch_size=4']
+
+
+def run(args, cache):
+    r = subprocess.run([sys.executable, *args, *TINY, f'dataset.scenemotion.cache_dir={cache}', '--device', 'cpu'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def test_scoring_on_the_transfer_split(tmp_path):
+    cache, base, score = tmp_path / 'cache', tmp_path / 'base', tmp_path / 'score'
+    run(['main.py', 'configs/scenemotion/res3d18.yaml', 'optimizer.epochs=1', '--output-dir', str(base)], cache)
+    run(['main-drl.py', 'configs/scenemotion-transfer/res3d18.yaml', 'configs/scoring/scenemotion.yaml',
+         'sp.optimizer.epochs=1', '--pretrain', str(base / 'checkpoint.pth.tar'), '--output-dir', str(score)], cache)
+    res = json.loads((score / 'results.json').read_text())
+    assert res['n_videos'] == 12  # transfer-test, not pretrain-val (8)
+    assert 0.0 <= res['dynamic_score'] <= 1.0
+    assert abs(res['dynamic_score'] + res['agreement'] - 1) < 1e-9
+    sp = (score / 'config_sp.yaml').read_text()
+    assert 'widen_factor: 0.25' in sp
+
+
+def test_graph_order_skip_and_resume(tmp_path):
+    rel = os.path.relpath(tmp_path, ROOT)
+    ok = "import pathlib,sys; pathlib.Path(sys.argv[1]).write_text('{}')"
+    log = []
+    g = Graph(jobs=2, log=log.append)
+    g.add('a', ['-c', ok, f'{tmp_path}/a.json'], f'{rel}/a.json')
+    g.add('b', ['-c', 'import sys; sys.exit(3)'], f'{rel}/b.json', ['a'])
+    g.add('c', ['-c', ok, f'{tmp_path}/c.json'], f'{rel}/c.json', ['b'])
+    g.add('d', ['-c', ok, f'{tmp_path}/d.json'], f'{rel}/d.json', ['a'])
+    g.run()
+    assert [g.items[k].state for k in 'abcd'] == ['done', 'failed', 'skipped', 'done']
+    with pytest.raises(KeyError):
+        g.add('e', ['-c', ''], f'{rel}/e.json', ['nope'])
+    again = Graph(jobs=1, log=log.append)
+    assert again.add('a', ['-c', 'import sys; sys.exit(1)'], f'{rel}/a.json').state == 'done'  # result exists
+
+
+def test_report_statistics(tmp_path):
+    """Mean, Student-t CI and per-seed paired differences from result files written here."""
+    def write(path, doc):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'w') as f:
+            json.dump(doc, f)
+    paths = {}
+    scores = {'resnet3d': [0.1, 0.2, 0.3], 'resnet3d-x': [0.5, 0.7, 0.6]}
+    for name, vals in scores.items():
+        for seed, v in enumerate(vals):
+            d = tmp_path / name / str(seed)
+            p = {'dir': str(d), 'score': str(d / 's.json'), 'temporality': str(d / 't.json'),
+                 'probe': str(d / 'p.json')}
+            write(p['score'], {'dynamic_score': v, 'Acc@1': 50.0})
+            write(p['temporality'], {'Acc@1': 90.0, 'Acc@1_frozen': 80.0 - 10 * v})
+            write(p['probe'], {'Acc@1': 40.0 + seed})
+            paths[('main', name, seed)] = p
+    table = study_page.collect(paths)['main']
+    models = study_page.summary(table)
+    mean, ci = models['resnet3d']['dynamic_score']
+    assert mean == pytest.approx(0.2) and ci == pytest.approx(4.303 * 0.1 / 3 ** 0.5)
+    assert models['resnet3d']['transfer_acc1_std'] == pytest.approx(1.0)
+    d_mean, d_sd = models['resnet3d-x']['paired']['dynamic_score']
+    assert d_mean == pytest.approx(0.4) and d_sd == pytest.approx(0.1)  # diffs 0.4, 0.5, 0.3
+    assert 'paired' not in models['resnet3d']
+    line = [x for x in study_page.paired_lines(models) if x.startswith('| resnet3d-x')][0]
+    assert '+0.4' in line and '**clear**' in line
