@@ -4,6 +4,7 @@
 Every command is a plain ``python <script> ...`` line run from the repository root, so each
 figure of a results page can be reproduced by hand.
 """
+import json
 import os
 import subprocess
 import sys
@@ -51,6 +52,20 @@ class Graph:
         self.items[key] = job
         return job
 
+    def times(self):
+        """``(wall, busy)`` seconds of the finished jobs: first start to last end, and their sum,
+        read from the ``job_time.json`` files (so a resumed study reports all its runs)."""
+        spans = []
+        for job in self.items.values():
+            path = os.path.join(ROOT, os.path.dirname(job.result), 'job_time.json')
+            if job.state == 'done' and os.path.isfile(path):
+                with open(path) as f:
+                    t = json.load(f)
+                spans.append((t['start'], t['end']))
+        if not spans:
+            return 0.0, 0.0
+        return max(e for _, e in spans) - min(s for s, _ in spans), sum(e - s for s, e in spans)
+
     def _ready(self, job):
         return job.state == 'todo' and all(self.items[d].state == 'done' for d in job.deps)
 
@@ -87,6 +102,9 @@ class Graph:
                 job.seconds = time.time() - job.seconds
                 ok = proc.returncode == 0 and os.path.isfile(os.path.join(ROOT, job.result))
                 job.state = 'done' if ok else 'failed'
+                if ok:  # kept beside the result: a later run of the study reports the real times
+                    with open(os.path.join(ROOT, os.path.dirname(job.result), 'job_time.json'), 'w') as f:
+                        json.dump({'start': time.time() - job.seconds, 'end': time.time(), 'key': job.key}, f)
                 self.log(f'  [{job.state} in {job.seconds:.0f} s, exit {proc.returncode}] {job.key}')
                 if not ok:
                     with open(out.name) as f:
