@@ -82,6 +82,8 @@ def add_model(g, name, spec, seed, out, measures):
     ck = ['--pretrain', f'{d}/checkpoint.pth.tar']
     cmds = {
         'score': (['main-drl.py', transfer, SCORING], f'{d}/score', 'results.json'),
+        # the published protocol: scored on the split the model was trained on (pretrain-val)
+        'score_pretrain': (['main-drl.py', pre, SCORING], f'{d}/score_pretrain', 'results.json'),
         'temporality': (['tools/temporality.py', pre], f'{d}/temporality', 'temporality.json'),
         'probe': (['main.py', probe], f'{d}/probe', 'results.json'),
         'finetune': (['main.py', transfer], f'{d}/finetune', 'results.json'),
@@ -114,6 +116,10 @@ def build(seeds, out, sweep, jobs, log, page):
                 if is_attack(name) == attacks:
                     measures = FULL + (('finetune',) if name in CONTROLS else ())
                     paths[('main', name, seed)] = add_model(g, name, spec, seed, out, measures)
+        if sweep and not attacks:  # why the protocol changed: the controls scored on pretrain-val
+            for name in CONTROLS:
+                paths[('protocol', name, seeds[0])] = add_model(g, name, MODELS[name], seeds[0], out,
+                                                                ('score', 'score_pretrain'))
         for name, spec in SWEEP.items():
             if sweep and is_attack(name) == attacks:
                 paths[('sweep', name, seeds[0])] = add_model(g, name, spec, seeds[0], out, ('score', 'temporality'))
