@@ -15,13 +15,24 @@ from utils.optim import CRITERIA
 
 
 def _reduce(per_sample, reduction):
-    if reduction == 'mean':
+    # per_sample is already summed over classes, so torch's 'batchmean' (sum / batch size) is
+    # the batch mean here; the published configs pass it
+    if reduction in ('mean', 'batchmean'):
         return per_sample.mean()
     if reduction == 'sum':
         return per_sample.sum()
     if reduction == 'none':
         return per_sample
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    raise ValueError(f"reduction must be 'mean', 'batchmean', 'sum' or 'none', got {reduction!r}")
+
+
+def _temperature(T, temperature):
+    """``T``, or the published code's name for it, ``temperature`` (both given must agree)."""
+    if temperature is None:
+        return float(T)
+    if T != 1.0 and float(T) != float(temperature):
+        raise ValueError(f'criterion: T={T} and temperature={temperature} disagree; give one of them')
+    return float(temperature)
 
 
 @CRITERIA.register('KDLoss')
@@ -32,13 +43,13 @@ class KDLoss(nn.Module):
     target yourself when the teacher must not learn from this loss.
 
     Args:
-        T: softmax temperature (1 in every config).
-        reduction: ``mean`` over the batch (default), ``sum`` or ``none``.
+        T: softmax temperature (1 in every config); ``temperature`` is accepted as its alias.
+        reduction: ``mean`` over the batch (default; ``batchmean`` is the same), ``sum`` or ``none``.
     """
 
-    def __init__(self, T=1.0, reduction='mean'):
+    def __init__(self, T=1.0, reduction='mean', temperature=None):
         super().__init__()
-        self.T, self.reduction = float(T), reduction
+        self.T, self.reduction = _temperature(T, temperature), reduction
 
     def forward(self, input, target):
         """input, target: ``B × n`` logits -> scalar (or ``B`` with ``reduction='none'``)."""
@@ -53,9 +64,9 @@ class JSDLoss(nn.Module):
     """Jensen-Shannon divergence ``½ KL(p ‖ m) + ½ KL(q ‖ m)``, ``m = (p + q) / 2``, in nats,
     between ``p = softmax(input/T)`` and ``q = softmax(target/T)`` (symmetric, ≤ log 2)."""
 
-    def __init__(self, T=1.0, reduction='mean'):
+    def __init__(self, T=1.0, reduction='mean', temperature=None):
         super().__init__()
-        self.T, self.reduction = float(T), reduction
+        self.T, self.reduction = _temperature(T, temperature), reduction
 
     def forward(self, input, target):
         """input, target: ``B × n`` logits -> scalar (or ``B`` with ``reduction='none'``)."""

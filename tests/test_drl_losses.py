@@ -95,3 +95,18 @@ def test_dynamic_scores_hand_example():
     assert [r['n'] for r in rows] == [1, 3, 0]
     assert rows[0]['dynamic_score'] == 0.0 and rows[1]['dynamic_score'] == pytest.approx(2 / 3)
     assert math.isnan(rows[2]['dynamic_score'])  # absent class: NaN, not a crash
+
+
+def test_published_loss_arguments():
+    """``temperature`` and ``reduction: batchmean`` as the published configs pass them."""
+    x, t = torch.randn(5, 7), torch.randn(5, 7)
+    for cls in (KDLoss, JSDLoss):
+        assert cls(temperature=3.0, reduction='batchmean')(x, t).item() == pytest.approx(cls(T=3.0)(x, t).item())
+        assert cls(T=3.0, temperature=3.0).T == 3.0
+        with pytest.raises(ValueError):
+            cls(T=2.0, temperature=3.0)
+    # batchmean as torch defines it: KLDivLoss summed over classes, divided by the batch size
+    torch_kd = F.kl_div(F.log_softmax(x, 1), F.log_softmax(t, 1), reduction='batchmean', log_target=True)
+    assert KDLoss(reduction='batchmean')(x, t).item() == pytest.approx(torch_kd.item(), rel=1e-5)
+    crit = build_criterion('KDLoss', temperature=1.0, reduction='batchmean')
+    assert crit(x, t).item() == pytest.approx(KDLoss()(x, t).item())
