@@ -8,6 +8,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from .checkpoint import load_pretrained
+from .errors import UserError
 
 log = logging.getLogger('drl')
 
@@ -42,10 +43,12 @@ def build_loader(dataset, cfg, ctx, train, workers=0, batch_size=None):
     """
     from datasets.collate import video_collate
     world, rank = ctx.dist.world_size, ctx.dist.rank
-    batch = batch_size or cfg['dataset']['batch_size']
+    batch = batch_size if batch_size is not None else cfg['dataset']['batch_size']
+    if batch < world:
+        raise UserError(f'dataset.batch_size={batch} is smaller than the {world} processes')
     if batch % world:
-        raise ValueError(f'dataset.batch_size={batch} is not divisible by the {world} processes')
-    per_rank = max(1, batch // world)
+        raise UserError(f'dataset.batch_size={batch} is not divisible by the {world} processes')
+    per_rank = batch // world
     if train:
         sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=ctx.seed)
     else:

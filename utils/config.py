@@ -1,8 +1,11 @@
 """Config loading: YAML file (+ its ``_base_`` files) -> ``key=value`` overrides -> validation.
 
-A config is a plain nested ``dict``. Validation happens once, against a schema from
+A config is a plain nested ``dict``. Validation is against a schema from
 :mod:`utils.config_schema`; an unknown key or a wrong type raises :class:`ConfigError` whose
-message is one line naming the key, the file it came from and the closest valid key.
+message is one line naming the key, the file it came from and the closest valid key. Value
+constraints (ranges, list shapes: the schema's ``Range`` / ``ListOf`` leaves) are checked once,
+after the overrides, and fail the same way, naming the key, the value and the file (and the
+override that set it). A YAML mapping with a duplicated key is refused when read.
 """
 import copy
 import difflib
@@ -12,11 +15,56 @@ import re
 import yaml
 
 from .errors import UserError
-from .config_schema import ANY, CFG_SCHEMA, MapOf, SP_SCHEMA
+from .config_schema import ANY, CFG_SCHEMA, Constraint, MapOf, Open, SP_SCHEMA
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A YAML mapping gives the same key twice (``key`` is dotted from the document's root)."""
+
+    def __init__(self, key, line, first_line):
+        super().__init__(f"duplicate key '{key}' at line {line} (first at line {first_line})")
+        self.key, self.line, self.first_line = key, line, first_line
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
+    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``) and refuses
+    a mapping that repeats a key (plain PyYAML keeps the last one silently)."""
+
+    def construct_document(self, node):
+        self._mapping_paths = {}   # id(mapping node) -> its dotted path, for error messages
+        self._note_paths(node, '', set())
+        return super().construct_document(node)
+
+    def _note_paths(self, node, path, seen):
+        if id(node) in seen:  # anchors / aliases may share (or loop back to) a node
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            self._mapping_paths[id(node)] = path
+            for key_node, value_node in node.value:
+                name = key_node.value if isinstance(key_node, yaml.ScalarNode) else '?'
+                self._note_paths(value_node, f'{path}.{name}' if path else str(name), seen)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._note_paths(item, f'{path}.{i}' if path else str(i), seen)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first = {}
+            for key_node, _ in node.value:
+                if key_node.tag == 'tag:yaml.org,2002:merge':  # ``<<: *base`` may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen_at = first.get(key)
+                except TypeError:  # unhashable key: the base class reports it
+                    continue
+                line = key_node.start_mark.line + 1
+                if seen_at is not None:
+                    parent = getattr(self, '_mapping_paths', {}).get(id(node), '')
+                    raise DuplicateKeyError(f'{parent}.{key}' if parent else str(key), line, seen_at)
+                first[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -43,6 +91,9 @@ def _read_yaml(path):
     with open(path) as f:
         try:
             data = yaml_load(f)
+        except DuplicateKeyError as e:
+            raise ConfigError(f"duplicate config key '{e.key}' in {path} at line {e.line} "
+                              f"(first given at line {e.first_line})") from None
         except yaml.YAMLError as e:
             line = getattr(getattr(e, 'problem_mark', None), 'line', None)
             where = f' (line {line + 1})' if line is not None else ''
@@ -101,6 +152,8 @@ def parse_override(text):
         raise ConfigError(f'override {text!r}: bad key {key!r}')
     try:
         value = yaml_load(raw) if raw.strip() else None
+    except DuplicateKeyError as e:
+        raise ConfigError(f"override {text!r}: duplicate key '{e.key}'") from None
     except yaml.YAMLError:
         value = raw
     return key, value
@@ -118,9 +171,11 @@ def _all_paths(schema, prefix=''):
     if isinstance(schema, MapOf):
         return _all_paths(schema.schema, prefix + '<name>.')
     if isinstance(schema, tuple):
-        schema = next((s for s in schema if isinstance(s, (dict, MapOf))), None)
+        schema = next((s for s in schema if isinstance(s, (dict, MapOf, Open))), None)
     if isinstance(schema, MapOf):
         return _all_paths(schema.schema, prefix + '<name>.')
+    if isinstance(schema, Open):
+        schema = schema.schema
     if isinstance(schema, dict):
         for k, v in schema.items():
             out.append(prefix + k)
@@ -129,12 +184,22 @@ def _all_paths(schema, prefix=''):
 
 
 def _check(value, schema, path, where, root_schema):
+    """Keys and types (a :class:`Constraint` leaf's ``types`` only; its values come later)."""
     if schema is ANY:
         return
-    if isinstance(schema, tuple) and any(isinstance(s, (dict, MapOf)) for s in schema):
+    if isinstance(schema, tuple) and any(isinstance(s, (dict, MapOf, Open)) for s in schema):
         if value is None and type(None) in schema:
             return
-        schema = next(s for s in schema if isinstance(s, (dict, MapOf)))
+        schema = next(s for s in schema if isinstance(s, (dict, MapOf, Open)))
+    if isinstance(schema, Open):
+        if value is None:
+            return
+        if not isinstance(value, dict):
+            raise ConfigError(f'{path}: expected a mapping, got {value!r} in {where}')
+        for k, v in value.items():
+            if k in schema.schema:
+                _check(v, schema.schema[k], f'{path}.{k}', where, root_schema)
+        return
     if isinstance(schema, MapOf):
         if not isinstance(value, dict):
             raise ConfigError(f'{path}: expected a mapping, got {value!r} in {where}')
@@ -155,6 +220,8 @@ def _check(value, schema, path, where, root_schema):
                 raise ConfigError(f"unknown config key '{key}' in {where}{hint}")
             _check(v, schema[k], key, where, root_schema)
         return
+    if isinstance(schema, Constraint):
+        schema = schema.types if len(schema.types) > 1 else schema.types[0]
     types = schema if isinstance(schema, tuple) else (schema,)
     ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
     if float in types and isinstance(value, int) and not isinstance(value, bool):
@@ -164,9 +231,35 @@ def _check(value, schema, path, where, root_schema):
                           f"got {value!r} ({type(value).__name__})")
 
 
-def validate(cfg, schema, where):
-    """Raise :class:`ConfigError` unless ``cfg`` fits ``schema``."""
-    _check(cfg, schema, '', where, schema)
+def _check_values(value, schema, path, where_of):
+    """The :class:`Constraint` leaves' value rules, on a config whose keys and types passed."""
+    if isinstance(schema, Constraint):
+        problem = schema.problem(value)
+        if problem:
+            raise ConfigError(f"config key '{path}' in {where_of(path)} {problem}, got {value!r}")
+        return
+    if isinstance(schema, tuple):
+        schema = next((s for s in schema if isinstance(s, (dict, MapOf, Open))), None)
+    if not isinstance(value, dict):
+        return
+    if isinstance(schema, MapOf):
+        for k, v in value.items():
+            _check_values(v, schema.schema, f'{path}.{k}', where_of)
+    elif isinstance(schema, (dict, Open)):
+        fields = schema.schema if isinstance(schema, Open) else schema
+        for k, v in value.items():
+            if k in fields:
+                _check_values(v, fields[k], f'{path}.{k}' if path else str(k), where_of)
+
+
+def validate(cfg, schema, where, values=True):
+    """Raise :class:`ConfigError` unless ``cfg`` fits ``schema`` (keys, types and, unless
+    ``values`` is false, the value constraints). ``where`` names the source in messages: a
+    string, or a function of the dotted key returning one."""
+    where_of = where if callable(where) else (lambda _path: where)
+    _check(cfg, schema, '', where_of(''), root_schema=schema)
+    if values:
+        _check_values(cfg, schema, '', where_of)
 
 
 def load_config(path, overrides=(), schema=None, prefix=''):
@@ -182,7 +275,8 @@ def load_config(path, overrides=(), schema=None, prefix=''):
     """
     schema = CFG_SCHEMA if schema is None else schema
     cfg = load_yaml_stack(path)
-    validate(cfg, schema, path)
+    validate(cfg, schema, path, values=False)
+    applied = []  # (key, override text), in order
     for text in overrides:
         key, value = parse_override(text)
         if prefix:
@@ -195,7 +289,17 @@ def load_config(path, overrides=(), schema=None, prefix=''):
             _set_key(cfg, key, value)
         except AttributeError:
             raise ConfigError(f"override '{text}' for {path}: a parent of '{key}' is not a mapping") from None
-        validate(cfg, schema, f"{path} (override '{text}')")
+        validate(cfg, schema, f"{path} (override '{text}')", values=False)
+        applied.append((key, text))
+
+    def where_of(dotted):
+        """The file, plus the last override that set ``dotted`` (or a mapping above it)."""
+        for key, text in reversed(applied):
+            if dotted == key or dotted.startswith(key + '.'):
+                return f"{path} (override '{text}')"
+        return path
+
+    validate(cfg, schema, where_of)  # values: once, on the final config
     return cfg
 
 

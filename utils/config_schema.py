@@ -2,8 +2,14 @@
 
 Leaves are a type or a tuple of types (``NONE`` allows ``null``); ``ANY`` accepts anything
 (used for keyword arguments handed verbatim to torch constructors); ``MapOf(s)`` is a mapping
-with free key names whose values follow ``s``. Parts of the code that need a new key add it
-here; the schema does not inject defaults (code uses ``.get(key, default)``).
+with free key names whose values follow ``s``; ``Open(d)`` is a mapping whose keys listed in
+``d`` follow their schema while any other key is accepted as is. Parts of the code that need a
+new key add it here; the schema does not inject defaults (code uses ``.get(key, default)``).
+
+Value constraints are leaves too: ``Range(types, lo, hi)`` is a number (or ``null`` when
+``NONE`` is among ``types``) within bounds, ``ListOf(item, length)`` a list whose items follow
+``item`` (a type or a ``Range``). The validator checks their types with every other type, and
+their values once, after the overrides (see :func:`utils.config.load_config`).
 """
 
 
@@ -24,6 +30,106 @@ class MapOf:
         self.schema = schema
 
 
+class Open:
+    """A mapping whose keys in ``schema`` follow it; other keys are accepted unchecked."""
+
+    def __init__(self, schema):
+        self.schema = schema
+
+
+class Constraint:
+    """A schema leaf that checks a value beyond its type.
+
+    Subclasses set ``types`` (checked with the other leaves' types, on every validation) and
+    implement :meth:`problem` (checked once the overrides are applied).
+    """
+    types = ()
+
+    def problem(self, value):
+        """``None`` when ``value`` is fine, else the rule it breaks (``'must be >= 1'``)."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f'{type(self).__name__}({self.describe()})'
+
+
+class Range(Constraint):
+    """A number of ``types`` within ``[lo, hi]``; ``lo_open`` / ``hi_open`` exclude the bound.
+
+    ``None`` bounds are unlimited; NaN is always out of range; ``null`` is accepted (unchecked)
+    when ``NONE`` is among ``types``.
+    """
+
+    def __init__(self, types, lo=None, hi=None, lo_open=False, hi_open=False):
+        self.types = types if isinstance(types, tuple) else (types,)
+        self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
+
+    def describe(self):
+        if self.lo is not None and self.hi is not None:
+            return (f"in {'(' if self.lo_open else '['}{self.lo}, "
+                    f"{self.hi}{')' if self.hi_open else ']'}")
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {self.lo}"
+        if self.hi is not None:
+            return f"{'<' if self.hi_open else '<='} {self.hi}"
+        return 'a number'
+
+    def accepts(self, value):
+        """Of a number type in ``types`` (an int counts as a float) and within the bounds."""
+        numeric = tuple(t for t in self.types if t is not NONE)
+        if isinstance(value, bool) or not (isinstance(value, numeric)
+                                           or (float in numeric and isinstance(value, int))):
+            return False
+        if self.lo is not None and not (value > self.lo if self.lo_open else value >= self.lo):
+            return False
+        if self.hi is not None and not (value < self.hi if self.hi_open else value <= self.hi):
+            return False
+        return value == value  # NaN
+
+    def problem(self, value):
+        if value is None and NONE in self.types:
+            return None
+        return None if self.accepts(value) else f'must be {self.describe()}'
+
+
+class ListOf(Constraint):
+    """A list of ``length`` items (any length when ``None``), each an instance of ``item`` (a
+    type or tuple of types) or accepted by it (a :class:`Range`). ``ordered`` requires
+    non-decreasing items; ``nullable`` also accepts ``null``.
+    """
+
+    def __init__(self, item, length=None, ordered=False, nullable=False):
+        self.item, self.length, self.ordered = item, length, ordered
+        self.types = (list, NONE) if nullable else (list,)
+
+    def _item_ok(self, x):
+        if isinstance(self.item, Range):
+            return self.item.accepts(x)
+        types = self.item if isinstance(self.item, tuple) else (self.item,)
+        return isinstance(x, types) and not (isinstance(x, bool) and bool not in types)
+
+    def describe(self):
+        if isinstance(self.item, Range):
+            what = 'numbers' + ('' if (self.item.lo, self.item.hi) == (None, None)
+                                else f' {self.item.describe()}')
+        else:
+            types = self.item if isinstance(self.item, tuple) else (self.item,)
+            what = ' or '.join(t.__name__ for t in types) + ' items'
+        count = f'{self.length} ' if self.length is not None else ''
+        text = f'a list of {count}{what}'
+        if self.ordered:
+            text += ' in non-decreasing order'
+        return text + (' (or null)' if NONE in self.types else '')
+
+    def problem(self, value):
+        if value is None and NONE in self.types:
+            return None
+        ok = (isinstance(value, list) and (self.length is None or len(value) == self.length)
+              and all(self._item_ok(x) for x in value)
+              and (not self.ordered or all(a <= b for a, b in zip(value, value[1:]))))
+        return None if ok else f'must be {self.describe()}'
+
+
 CLIP_ARGS = {
     'n_clips': int,
     'n_frames': int,
@@ -39,8 +145,10 @@ TRANSFORM = {
     'resize': (int, list),
     'crop': (int, list),
     'hflip': bool,
-    'color_jitter': (list, NONE),
-    'normalize': {'mean': list, 'std': list},
+    # brightness, contrast, saturation, hue
+    'color_jitter': ListOf(Range(NUM, lo=0), length=4, nullable=True),
+    'normalize': {'mean': ListOf(Range(NUM), length=3),
+                  'std': ListOf(Range(NUM, lo=0, lo_open=True), length=3)},
     'rnd_scale': (list, NONE),
     'rnd_ratio': (list, NONE),
 }
@@ -48,7 +156,7 @@ TRANSFORM = {
 MODEL_ARGS = {
     'n_class': int,
     'model_depth': int,
-    'dropout': NUM,
+    'dropout': Range(NUM, 0, 1, hi_open=True),
     'pretrained': bool,
     'pretrained_path': (str, NONE),
     'arch': str,
@@ -79,7 +187,7 @@ SCHEDULE = {'name': str, 'args': ANY}
 
 SCENEMOTION = {
     'seed': int,
-    'bias': NUM,
+    'bias': Range(NUM, 0, 1),
     'size': int,
     'n_frames': int,
     'fps': NUM,
@@ -95,17 +203,17 @@ DATASET = {
     'name': str,
     'root': (str, NONE),
     'video_root': (str, NONE),  # mini_kinetics_200: folder of the Kinetics-400 videos
-    'batch_size': int,
-    'num_workers': int,
-    'max_bad_fraction': NUM,
+    'batch_size': Range(int, lo=1),
+    'num_workers': Range(int, lo=0),
+    'max_bad_fraction': Range(NUM, 0, 1),
     'transform': TRANSFORM,
     'args': MapOf(CLIP_ARGS),
     # few-shot episodes
-    'n_way': int,
-    'n_shot': int,
-    'n_query': int,
-    'n_batch': int,
-    'ep_per_batch': int,
+    'n_way': Range(int, lo=1),
+    'n_shot': Range(int, lo=1),
+    'n_query': Range(int, lo=1),
+    'n_batch': Range(int, lo=1),
+    'ep_per_batch': Range(int, lo=1),
     'min_videos': int,
     # the embedded benchmark
     'subset': str,
@@ -118,15 +226,17 @@ CFG_SCHEMA = {
     'model_fs': {'name': str, 'args': ANY},
     'optimizer': {
         'name': str,
-        'epochs': int,
+        'epochs': Range(int, lo=1),
         'args': ANY,
         'schedule': (SCHEDULE, NONE),
         'clip_grad': (NUM, NONE),
     },
     'criterion': {'name': str, 'args': ANY},
     'seed': int,
+    'eval_period': int,  # validate every N epochs (and after the last); default 1
     # main.py: batch de-biasing augmentation (datasets/batch_mix.py)
-    'augment': {'name': str, 'mix': list, 'prob': NUM, 'consistency': NUM},
+    'augment': {'name': str, 'mix': ListOf(Range(NUM, 0, 1), length=2, ordered=True),
+                'prob': Range(NUM, 0, 1), 'consistency': NUM},
     'fewshot': {'cache': bool, 'batch_size': int, 'seed': int, 'cache_dir': (str, NONE), 'chunk': int},
 }
 
@@ -135,17 +245,20 @@ SP_SCHEMA = {
     'model': (MODEL, NONE),
     'sp_pretrain': (str, NONE),
     'freeze_sp': bool,
-    'adversary': ({'name': str, 'args': ANY}, NONE),
+    # adversary.args go to the attack's constructor; the keys listed here are checked
+    'adversary': ({'name': str, 'args': Open({'eps': Range(NUM, lo=0), 'iters': Range(int, lo=1)})},
+                  NONE),
     'optimizer': {
         'name': str,
-        'epochs': int,
+        'epochs': Range(int, lo=1),
         'model_sp': {'args': ANY},
         'model': {'args': ANY},
         'schedule': (SCHEDULE, NONE),
     },
-    'criterion': {'name': str, 'args': ANY, 'lambda': NUM, 'scale': bool},
+    'criterion': {'name': str, 'args': ANY, 'lambda': Range(NUM, lo=0), 'scale': bool},
     'criterion_feat': ANY,
     'shuffle': bool,
     'seed': int,
+    'eval_period': int,  # DRL runs: validate every N epochs (and after the last)
     'visualize': {'n_clips': int, 'every': int},
 }

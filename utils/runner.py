@@ -128,7 +128,10 @@ def setup_run(args, cfg, out_dir, cfg_sp=None):
 
 def apply_batch_flags(cfg, args):
     """``-b`` and ``--debug`` adjust the global batch size before data is built."""
-    if args.batch_size:
+    if args.batch_size is not None:
+        if args.batch_size < 1:
+            raise ConfigError(f'-b/--batch-size must be >= 1, got {args.batch_size} '
+                              f"(it sets dataset.batch_size of {getattr(args, 'config', 'the config')})")
         cfg['dataset']['batch_size'] = args.batch_size
     if args.debug:
         cfg['dataset']['batch_size'] = min(cfg['dataset'].get('batch_size', 2), 2)
