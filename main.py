@@ -75,7 +75,8 @@ def main(args):
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(cfg['optimizer'], params) if not args.evaluate else None
     scheduler = build_scheduler(cfg['optimizer'], optimizer) if optimizer else None
-    engine = Engine(step, optimizer, scheduler, ctx, epochs=cfg['optimizer']['epochs'])
+    engine = Engine(step, optimizer, scheduler, ctx, epochs=cfg['optimizer']['epochs'],
+                    eval_period=cfg.get('eval_period', 1))
     if not args.evaluate:
         engine.resume(enabled=not args.no_resume)
         engine.fit(loaders['train'], loaders.get('test'))

@@ -159,7 +159,8 @@ def run_drl(args, build_step):
     data, loaders = build_data(cfg, ctx, args)
     step = build_step(cfg, cfg_sp, ctx, args, next(iter(data.values())).classes)
     optimizer, scheduler = build_drl_optimizer(cfg_sp, *step.trained_models())
-    engine = Engine(step, optimizer, scheduler, ctx, epochs=cfg_sp['optimizer']['epochs'])
+    engine = Engine(step, optimizer, scheduler, ctx, epochs=cfg_sp['optimizer']['epochs'],
+                    eval_period=cfg_sp.get('eval_period') or cfg.get('eval_period', 1))
     if args.evaluate:
         if not engine.resume(enabled=True):
             raise UserError(f'-e: no checkpoint of this DRL run in {ctx.out_dir}')

@@ -115,3 +115,14 @@ def test_main_stillmix_background_erasing_and_linear_probe(tmp_path, ucf_root): 
     body = [k for k in a if not k.startswith('head.')]
     assert body and all(torch.equal(a[k], b[k]) for k in body)  # weights and BN statistics
     assert not torch.equal(a['head.weight'], b['head.weight'])
+
+
+def test_eval_period_validates_every_n_epochs_and_the_last(tmp_path, ucf_root):  # noqa: F811
+    import csv
+    cfg = tiny_config(tmp_path / 'tiny.yaml', ucf_root)
+    out = tmp_path / 'run'
+    run_main([cfg, '--output-dir', out, 'optimizer.epochs=3', 'eval_period=2'])
+    with open(out / 'metrics.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert [bool(r['val_Acc@1']) for r in rows] == [False, True, True]
+    assert json.loads((out / 'results.json').read_text())['n_videos'] > 0

@@ -94,9 +94,12 @@ def to_device(batch, device):
 class Engine:
     """Runs a step over loaders. Create one per run; call :meth:`resume`, :meth:`fit`, :meth:`test`."""
 
-    def __init__(self, step, optimizer, scheduler, ctx, epochs):
+    def __init__(self, step, optimizer, scheduler, ctx, epochs, eval_period=1):
         self.step, self.optimizer, self.scheduler, self.ctx = step, optimizer, scheduler, ctx
         self.epochs = epochs
+        if int(eval_period) < 1:
+            raise UserError(f'eval_period must be >= 1, got {eval_period}')
+        self.eval_period = int(eval_period)  # validate every N epochs and after the last one
         self.start_epoch = 0
         self.best_acc1 = -math.inf
         self.history = []
@@ -260,15 +263,19 @@ class Engine:
 
     # ---------------------------------------------------------------- orchestration
     def fit(self, train_loader, val_loader=None):
-        """Train ``epochs`` epochs from ``start_epoch``, validating and checkpointing each one."""
+        """Train ``epochs`` epochs from ``start_epoch``, checkpointing each one and validating every
+        ``eval_period``-th and the last; the best checkpoint is chosen among validated epochs."""
         for epoch in range(self.start_epoch, self.epochs):
             train = self.train_one_epoch(train_loader, epoch)
-            val = self.evaluate(val_loader, 'val', epoch) if val_loader is not None else {}
+            due = (epoch + 1) % self.eval_period == 0 or epoch + 1 == self.epochs
+            val = self.evaluate(val_loader, 'val', epoch) if val_loader is not None and due else {}
             if self.scheduler is not None:
                 self.scheduler.step()
-            acc = val.get('Acc@1', train.get('Acc@1', 0.0))
-            is_best = acc > self.best_acc1
-            self.best_acc1 = max(acc, self.best_acc1)
+            is_best = False
+            if val or val_loader is None:
+                acc = val.get('Acc@1', train.get('Acc@1', 0.0))
+                is_best = acc > self.best_acc1
+                self.best_acc1 = max(acc, self.best_acc1)
             row = {'epoch': epoch + 1, **{f'train_{k}': v for k, v in train.items()},
                    **{f'val_{k}': v for k, v in val.items() if not isinstance(v, (list, dict))}}
             self.history.append(row)
