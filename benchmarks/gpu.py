@@ -19,8 +19,11 @@ every step):
 3. DataLoader throughput of the real clip pipeline (``datasets.base.VideoDataset`` with the
    Kinetics train transform: 16 frames at 16 fps, resize 128, crop 112, flip, jitter 0.2 × 4,
    ``datasets.collate.video_collate``) on generated short-GOP 340 × 256 × 10 s H.264 videos,
-   for several worker counts; and the smallest worker count whose throughput reaches the
-   training throughput.
+   for several worker counts and each combination of decoder (``dataset.decode_device``:
+   CPU or the GPU's NVDEC through PyAV's hwaccel) and wire format (float32 clips, or uint8
+   clips with flip / jitter / normalisation on the device: ``dataset.transform.
+   device_augment``), counted when the batch is ready on the device; and the smallest
+   setting whose throughput reaches the training throughput.
 
 A summary block of ``key=value`` lines ends the output.
 """
@@ -46,7 +49,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datasets.base import VideoDataset, VideoRecord  # noqa: E402
 from datasets.collate import video_collate  # noqa: E402
-from datasets.transforms import build_transform  # noqa: E402
+from datasets.decode import hw_decode_status  # noqa: E402
+from datasets.device_augment import pack_params  # noqa: E402
+from datasets.transforms import build_transform, jitter_params  # noqa: E402
 from drl.attacks import FGSM  # noqa: E402
 from drl.build import build_drl_optimizer  # noqa: E402
 from drl.losses import KDLoss  # noqa: E402
@@ -54,15 +59,19 @@ from drl.steps import DRLAugStep  # noqa: E402
 from models import build_model  # noqa: E402
 from utils.build import to_memory_format  # noqa: E402
 from utils.classify import ClassifierStep  # noqa: E402
+from utils.engine import to_device  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_step import time_step  # noqa: E402  (same timing loop as the CPU benchmark)
 
 STD = [0.229, 0.224, 0.225]
-# sizes of a full run and of --toy (CPU, seconds)
+# sizes of a full run and of --toy (CPU, seconds). --toy clips have 8 frames, not fewer than
+# the R3D-18 stem's 7-frame kernel: torch 2.14.1's bf16 CPU Conv3d aborts the process ("double
+# free or corruption") in the backward pass of a temporal kernel longer than the clip
+# (AVX512-BF16 Xeon; README, "Speed switches")
 FULL = dict(batch=32, frames=16, size=112, resize=128, warmup=5, steps=20, videos=24,
             seconds=10.0, workers=[1, 2, 4, 8, 12, 16])
-TOY = dict(batch=2, frames=4, size=32, resize=40, warmup=0, steps=1, videos=2,
+TOY = dict(batch=2, frames=8, size=32, resize=40, warmup=0, steps=1, videos=2,
            seconds=2.0, workers=[0, 1])
 # SGD settings of the DRL configs (lr does not change the timing)
 SP_OPT = {'optimizer': {'name': 'SGD', 'epochs': 1,
@@ -70,6 +79,10 @@ SP_OPT = {'optimizer': {'name': 'SGD', 'epochs': 1,
                         'model': {'args': {'lr': 0.01, 'momentum': 0.9, 'weight_decay': 1e-4}}}}
 LOADER_TIMEOUT_S = 120  # a worker that sends no batch for this long is an error, not a wait
 TRAIN_CONFIGS = [('fp32', False, False), ('bf16', True, False), ('bf16_cl3d', True, True)]
+# loader settings: (decode_device, wire format); the first is the plain pipeline, and ties in
+# worker count go to the earlier (simpler) one
+COMBOS = [('cpu', 'float32'), ('cpu', 'uint8'), ('cuda', 'float32'), ('cuda', 'uint8')]
+COMBO_TEXT = {'float32': 'float32 clips', 'uint8': 'uint8 clips + device augment'}
 
 
 def sync(device):
@@ -178,42 +191,84 @@ def make_videos(folder, n, seconds):
         return list(ex.map(write_bench_video, jobs))
 
 
-def build_bench_dataset(paths, sz, n_items):
+def bench_recipe(sz, wire='float32'):
+    """Kinetics train recipe (resize 128, crop 112, flip, jitter 0.2 × 4, ImageNet
+    normalisation; ``--toy`` sizes), with ``device_augment`` for the ``uint8`` wire format."""
+    return {'resize': sz['resize'], 'crop': sz['size'], 'hflip': True,
+            'color_jitter': [0.2, 0.2, 0.2, 0.2],
+            'normalize': {'mean': [0.485, 0.456, 0.406], 'std': STD},
+            'device_augment': wire == 'uint8'}
+
+
+def build_bench_dataset(paths, sz, n_items, decode='cpu', wire='float32'):
     """``n_items`` records cycling over ``paths``, Kinetics train recipe (16 frames at 16 fps,
-    resize 128, crop 112, flip, jitter 0.2 × 4; ``--toy`` shrinks frames / sizes)."""
-    recipe = {'resize': sz['resize'], 'crop': sz['size'], 'hflip': True,
-              'color_jitter': [0.2, 0.2, 0.2, 0.2],
-              'normalize': {'mean': [0.485, 0.456, 0.406], 'std': STD}}
+    :func:`bench_recipe`), decoded on ``decode`` (``dataset.decode_device``)."""
     records = [VideoRecord(paths[i % len(paths)], i % 2, f'v{i}') for i in range(n_items)]
     clip_args = {'n_clips': 1, 'n_frames': sz['frames'], 'fps': 16}
-    return VideoDataset(records, ['a', 'b'], clip_args, build_transform(recipe, train=True),
-                        train=True, seed=0)
+    return VideoDataset(records, ['a', 'b'], clip_args,
+                        build_transform(bench_recipe(sz, wire), train=True), train=True, seed=0,
+                        decode_device=decode)
 
 
-def loader_rate(paths, sz, workers, pin):
-    """Steady-state clips/s of a DataLoader with ``workers`` processes.
+def loader_rate(paths, sz, workers, pin, decode='cpu', wire='float32', device=None):
+    """Steady-state clips/s of a DataLoader with ``workers`` processes, counted when the batch
+    is ready on ``device`` (default CPU): moved there, and for ``uint8`` finished there by the
+    dataset's ``finish_batch`` (flip, jitter, normalisation) in this process, as the engine
+    does.
 
     All workers start together, so the first ``workers`` batches arrive as one wave; timing
-    runs from the last batch of that wave to the end (``2 × workers + 2`` more batches), which
-    measures the rate at which the workers keep producing batches.
+    runs from the last batch of that wave to the last batch (``2 × workers + 2`` more
+    batches, each ready on the device), which measures the rate at which the workers keep
+    producing batches. GPU-decoding workers are started with ``spawn``: a worker forked from
+    a process that has initialised CUDA cannot use it.
     """
+    device = torch.device(device or 'cpu')
     lead = max(1, workers)
     n_batches = lead + 2 * lead + 2
-    ds = build_bench_dataset(paths, sz, n_batches * sz['batch'])
+    ds = build_bench_dataset(paths, sz, n_batches * sz['batch'], decode, wire)
+    finish = ds.finish_batch or to_device
+    context = 'spawn' if decode != 'cpu' and workers else None
     loader = torch.utils.data.DataLoader(ds, batch_size=sz['batch'], shuffle=False,
                                          num_workers=workers, collate_fn=video_collate,
                                          pin_memory=pin, drop_last=True,
-                                         timeout=LOADER_TIMEOUT_S if workers else 0)
-    clips, t0, skipped = 0, None, 0
+                                         timeout=LOADER_TIMEOUT_S if workers else 0,
+                                         multiprocessing_context=context)
+    clips, t0, t1, skipped = 0, None, None, 0
     for i, b in enumerate(loader):
         skipped += len(b['skipped'])
+        b = finish(b, device)
+        sync(device)
         if i == lead - 1:
             t0 = time.perf_counter()
         elif i >= lead:
             clips += b['video'].shape[0]
+            t1 = time.perf_counter()  # (not after the loop: that would count the shutdown)
     if skipped:
         raise RuntimeError(f'{skipped} benchmark clips failed to decode')
-    return clips / (time.perf_counter() - t0)
+    return clips / (t1 - t0)
+
+
+def augment_ms(sz, device, reps=None):
+    """Milliseconds per batch of the device augment alone (uint8 batch already on ``device``:
+    flip, jitter 0.2 × 4, normalisation), median of ``reps`` synchronised runs."""
+    g = torch.Generator().manual_seed(0)
+    b = sz['batch']
+    u8 = torch.randint(0, 256, (b, 1, sz['frames'], sz['size'], sz['size'], 3),
+                       generator=g, dtype=torch.uint8).to(device)
+    rows = [pack_params(torch.rand((), generator=g).item() < 0.5,
+                        jitter_params([0.2, 0.2, 0.2, 0.2], g)) for _ in range(b)]
+    batch = {'video': u8, 'aug': torch.stack(rows)[:, None]}
+    tf = build_transform(bench_recipe(sz, 'uint8'), train=True)
+    finish = tf.finisher()
+    times = []
+    for i in range(reps or sz['warmup'] + sz['steps']):
+        sync(device)
+        t = time.perf_counter()
+        finish(batch, device)
+        sync(device)
+        if i >= (0 if reps else sz['warmup']):
+            times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
 
 
 def workers_needed(rates, target):
@@ -225,24 +280,41 @@ def workers_needed(rates, target):
     return ok[0] if ok else None
 
 
-def bench_loader(sz, device):
-    """Loader clips/s per worker count on freshly generated videos -> ``{workers: clips/s}``.
+def bench_loader(sz, device, combos=COMBOS):
+    """Loader clips/s per setting and worker count on freshly generated videos ->
+    ``({(decode, wire): {workers: clips/s}}, notes)``; ``notes``: the GPU decoder's status
+    and the device augment's cost per batch.
 
     Run before any model: a DataLoader forked after the CPU FGSM attack has been seen to hang
     in its worker (torch 2.14, CPU), so the loader is measured from a clean process state.
     """
     cpus = os.cpu_count() or 1
     counts = [w for w in sz['workers'] if w <= cpus] or [0]
+    notes = {}
+    if any(d == 'cuda' for d, _ in combos):
+        usable, why = hw_decode_status('cuda')  # this process; the workers probe for themselves
+        notes['hw_decode'] = 'usable' if usable else f'fallback ({why})'
+        print(f'GPU decode (PyAV hwaccel cuda): {why}' + ('' if usable else
+              '; the cuda rows measure the CPU fallback'), flush=True)
+    all_rates = {}
     with tempfile.TemporaryDirectory(prefix='gpu_bench_videos_') as tmp:
         t = time.perf_counter()
         paths = make_videos(tmp, sz['videos'], sz['seconds'])
         print(f'wrote {len(paths)} short-GOP 340x256 {sz["seconds"]:.0f} s videos in '
               f'{time.perf_counter() - t:.1f} s ({cpus} CPUs)', flush=True)
-        rates = {}
-        for w in counts:
-            rates[w] = loader_rate(paths, sz, w, pin=device.type == 'cuda')
-            print(f'loader {w:2d} workers {rates[w]:9.2f} clips/s', flush=True)
-    return rates
+        for decode, wire in combos:
+            print(f'-- loader: {decode.upper()} decode, {COMBO_TEXT[wire]} '
+                  f'(ready on {device.type})', flush=True)
+            rates = all_rates[decode, wire] = {}
+            for w in counts:
+                rates[w] = loader_rate(paths, sz, w, pin=device.type == 'cuda', decode=decode,
+                                       wire=wire, device=device)
+                print(f'loader {w:2d} workers {rates[w]:9.2f} clips/s', flush=True)
+    if any(wire == 'uint8' for _, wire in combos):
+        notes['augment_ms'] = augment_ms(sz, device)
+        print(f'device augment (flip, jitter, normalise) {notes["augment_ms"]:.2f} ms per batch '
+              f'of {sz["batch"]} on {device.type}', flush=True)
+    return all_rates, notes
 
 
 def report_workers(rates, targets):
@@ -262,13 +334,43 @@ def report_workers(rates, targets):
     return needed
 
 
+def report_settings(all_rates, targets, batch, augment=None):
+    """Print, for each target, the smallest loader setting (fewest workers; on a tie the
+    earlier of :data:`COMBOS`) that keeps up with it, or the best one reached. With
+    ``augment`` (ms per batch on the device), also the target of training plus the device
+    augment. Returns ``{name: 'decode/wire/wN' or None}``."""
+    found = {}
+    for name, target in targets.items():
+        best, need = None, None
+        for combo, rates in all_rates.items():
+            w = workers_needed(rates, target)
+            if w is not None and (need is None or w < need[1]):
+                need = (combo, w)
+            top = max(rates.items(), key=lambda kv: kv[1])
+            if best is None or top[1] > best[2]:
+                best = (combo, top[0], top[1])
+        note = ''
+        if augment:
+            with_aug = batch / (batch / target + augment / 1000)
+            note = f'; with the device augment in the step: {with_aug:.1f} clips/s'
+        if need is None:
+            found[name] = None
+            print(f'{name} ({target:.1f} clips/s{note}): no setting keeps up; best '
+                  f'{"/".join(best[0])} with {best[1]} workers, {best[2]:.1f} clips/s')
+        else:
+            found[name] = f'{"/".join(need[0])}/w{need[1]}'
+            print(f'{name} ({target:.1f} clips/s{note}): smallest setting that keeps up: '
+                  f'{need[0][0].upper()} decode, {COMBO_TEXT[need[0][1]]}, {need[1]} workers')
+    return found
+
+
 # ---------------------------------------------------------------------------------------------
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
-    p.add_argument('--toy', action='store_true', help='tiny sizes (batch 2, 4 frames, 32 px, '
+    p.add_argument('--toy', action='store_true', help='tiny sizes (batch 2, 8 frames, 32 px, '
                    '2 videos, workers 0,1): runs on a CPU in seconds')
     p.add_argument('--workers', type=lambda s: [int(v) for v in s.split(',')], default=None,
                    help='comma-separated DataLoader worker counts (default 1,2,4,8,12,16 '
@@ -277,6 +379,11 @@ def parse_args(argv=None):
     p.add_argument('--no-tf32', action='store_true',
                    help='strict fp32 baseline: cuDNN TF32 off (PyTorch allows TF32 convs by default)')
     p.add_argument('--skip', nargs='*', default=[], choices=['train', 'drl', 'loader'])
+    p.add_argument('--decode', type=lambda s: s.split(','), default=['cpu', 'cuda'],
+                   help='loader decoders to measure, comma-separated (default cpu,cuda)')
+    p.add_argument('--wire', type=lambda s: s.split(','), default=['float32', 'uint8'],
+                   help='loader wire formats to measure: float32 (augmented in the workers), '
+                        'uint8 (augmented on the device); default both')
     return p.parse_args(argv)
 
 
@@ -321,8 +428,19 @@ def main(argv=None):
     summary = {'device': describe(device), 'torch': torch.version.__version__}
     t_start = time.perf_counter()
     failed = []
-    rates = section('loader', a.skip, failed, bench_loader, sz, device) or {}
+    combos = [c for c in COMBOS if c[0] in a.decode and c[1] in a.wire]
+    all_rates, notes = section('loader', a.skip, failed, bench_loader, sz, device,
+                               combos) or ({}, {})
+    rates = all_rates.get(COMBOS[0], {})  # the plain pipeline: CPU decode, float32
     summary.update({f'loader_w{w}_clips_per_s': f'{r:.2f}' for w, r in rates.items()})
+    for (decode, wire), rs in all_rates.items():
+        if (decode, wire) != COMBOS[0]:
+            summary.update({f'loader_{decode}_{wire}_w{w}_clips_per_s': f'{r:.2f}'
+                            for w, r in rs.items()})
+    if 'hw_decode' in notes:
+        summary['hw_decode'] = notes['hw_decode']
+    if 'augment_ms' in notes:
+        summary['device_augment_ms_per_batch'] = f'{notes["augment_ms"]:.3f}'
     g = torch.Generator().manual_seed(0)  # random clips: throughput does not depend on content
     video = torch.randn(sz['batch'], 1, 3, sz['frames'], sz['size'], sz['size'], generator=g)
     batch = {'video': video.to(device),
@@ -342,9 +460,14 @@ def main(argv=None):
     if drl:
         targets['drl_fgsm_bf16'] = drl['bf16_cl']
     if rates and targets:
+        print('-- plain pipeline (CPU decode, float32 clips):')
         needed = report_workers(rates, targets)
         summary.update({f'workers_needed_{k}': 'none<=%d' % max(rates) if v is None else str(v)
                         for k, v in needed.items()})
+    if all_rates and targets:
+        print('-- every measured loader setting:')
+        settings = report_settings(all_rates, targets, sz['batch'], notes.get('augment_ms'))
+        summary.update({f'setting_needed_{k}': v or 'none' for k, v in settings.items()})
     summary['total_s'] = f'{time.perf_counter() - t_start:.1f}'
     if failed:
         summary['failed'] = ','.join(failed)

@@ -19,7 +19,8 @@ TRAIN_SPLITS = ('train', 'base')
 def build_dataset(cfg, split, seed=None):
     """Build split ``split`` (a key of ``cfg['dataset']['args']``) of ``cfg['dataset']['name']``.
 
-    ``seed`` (default ``cfg['seed']`` or 0) seeds every item's random draws.
+    ``seed`` (default ``cfg['seed']`` or 0) seeds every item's random draws;
+    ``dataset.decode_device`` (``cpu`` | ``cuda``, default ``cpu``) picks the video decoder.
     """
     dcfg = cfg['dataset']
     args = dcfg.get('args') or {}
@@ -29,6 +30,7 @@ def build_dataset(cfg, split, seed=None):
     transform = build_transform(dcfg.get('transform'), train=train)
     ds = DATASETS.get(dcfg['name'])(cfg, split, args[split], transform)
     ds.seed = int(seed if seed is not None else cfg.get('seed') or 0)
+    ds.set_decode_device(dcfg.get('decode_device') or 'cpu')
     return ds
 
 

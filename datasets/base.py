@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .decode import VideoDecodeError
+from .decode import VideoDecodeError, check_decode_device
 from .transforms import load_clips
 from .sampling import sparse_transpose
 
@@ -34,9 +34,16 @@ class VideoDataset(torch.utils.data.Dataset):
         seed: base seed; item ``i`` of epoch ``e`` draws everything from a generator seeded
             by ``(seed, e, i)``, so a sample does not depend on the worker that loads it.
         fps_default: frame rate of frame folders (``kind='frames'``); 12 if ``None``.
+        decode_device: ``'cpu'`` or ``'cuda'`` (``dataset.decode_device``: hardware decoding,
+            see :func:`datasets.decode.hw_decoder`); also settable with
+            :meth:`set_decode_device`.
+
+    A transform with ``device_augment`` makes items carry uint8 clips and their draws
+    (``aug``); :attr:`finish_batch` then completes batches on the training device.
     """
 
-    def __init__(self, records, classes, clip_args, transform, train, seed=0, fps_default=None):
+    def __init__(self, records, classes, clip_args, transform, train, seed=0, fps_default=None,
+                 decode_device='cpu'):
         self.records = list(records)
         self.classes = list(classes)
         self.labels = [r.label for r in self.records]
@@ -50,9 +57,23 @@ class VideoDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.fps_default = fps_default
         self.epoch = 0
+        self.set_decode_device(decode_device)
 
     def __len__(self):
         return len(self.records)
+
+    def set_decode_device(self, device):
+        """Decode on ``'cpu'`` or ``'cuda'``; checks the value (and, for ``'cuda'``, whether
+        this machine can decode on the GPU at all: if not, the one warning is given now)."""
+        self.decode_device = check_decode_device(device)
+
+    @property
+    def finish_batch(self):
+        """``(batch, device) -> batch`` that completes this dataset's batches on the training
+        device (the transform's :meth:`~datasets.transforms.VideoTransform.finisher`), or
+        ``None`` when the workers' batches are already final (then only moved)."""
+        finisher = getattr(self.transform, 'finisher', None)
+        return finisher(self.sparse) if finisher is not None else None
 
     def set_epoch(self, epoch):
         """Called by the engine before each epoch: changes every item's random draws."""
@@ -69,10 +90,14 @@ class VideoDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         """Returns ``{'video': K × C × T × H × W, 'label', 'index', 'vid'}`` or, when the
         video cannot be decoded, ``{'index', 'vid', 'error': '<path>: <reason>'}``.
-        With ``sparse`` the video is ``T × C × K × H × W`` (T clips of K frames)."""
+        With ``sparse`` the video is ``T × C × K × H × W`` (T clips of K frames).
+        With a ``device_augment`` transform, ``video`` is the uint8 ``K × T × H × W × 3``
+        and ``aug`` the ``K × 9`` draws (the finisher does the sparse transposition)."""
         r = self.records[i]
         g = self.generator(i)
         kw = {} if self.fps_default is None else {'frames_fps': self.fps_default}
+        if self.decode_device != 'cpu':
+            kw['decode_device'] = self.decode_device
         try:
             video, _ = load_clips(r.path, self.n_clips, self.n_frames, self.fps,
                                   'random' if self.train else 'uniform', g, self.transform,
@@ -80,6 +105,9 @@ class VideoDataset(torch.utils.data.Dataset):
         except VideoDecodeError as e:
             log.warning('skipping undecodable video %s', e)
             return {'index': i, 'vid': r.vid, 'error': str(e)}
-        if self.sparse:
-            video = sparse_transpose(video)
-        return {'video': video, 'label': r.label, 'index': i, 'vid': r.vid}
+        item = {'label': r.label, 'index': i, 'vid': r.vid}
+        if getattr(self.transform, 'device_augment', False):
+            item['video'], item['aug'] = video
+        else:
+            item['video'] = sparse_transpose(video) if self.sparse else video
+        return item

@@ -16,7 +16,9 @@ def video_collate(items):
         ``{'video': B × K × C × T × H × W, 'label': LongTensor B, 'index': LongTensor B,
         'vid': [str] * B, 'skipped': [error strings]}``. When every item failed, ``video`` is
         **absent** and ``label`` / ``index`` are empty LongTensors (B = 0): check
-        ``'video' in batch`` before running a model.
+        ``'video' in batch`` before running a model. Items of a ``device_augment``
+        transform (uint8 ``video``, ``aug`` draws) give ``aug`` ``B × K × 9`` as well, and the
+        dataset's ``finish_batch`` completes the batch on the device.
     """
     good = [it for it in items if 'error' not in it]
     batch = {
@@ -27,7 +29,22 @@ def video_collate(items):
     }
     if good:
         batch['video'] = torch.stack([it['video'] for it in good])
+        if 'aug' in good[0]:
+            batch['aug'] = torch.stack([it['aug'] for it in good])
     return batch
+
+
+def batch_finisher(loader, default):
+    """How batches of ``loader`` reach the training device: its dataset's ``finish_batch``
+    (``(batch, device) -> batch``; looked up through wrappers such as ``Subset``) when that
+    is set, else ``default`` (a plain move)."""
+    ds = getattr(loader, 'dataset', None)
+    while ds is not None:
+        finish = getattr(ds, 'finish_batch', None)
+        if finish is not None:
+            return finish
+        ds = getattr(ds, 'dataset', None)
+    return default
 
 
 class BadVideoTracker:

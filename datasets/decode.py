@@ -8,7 +8,14 @@ with one BT.601 matrix, which is cheaper than converting at full size and resizi
 before the colour conversion keeps chroma at its own resolution, so the output is close to,
 not bit-equal with, torchvision's resize of the full-size RGB frame (mean abs difference
 ~1.3 levels on natural video; ``tests/test_decode.py``).
+
+``decode_device='cuda'`` (``dataset.decode_device``) decodes on the GPU's video engines
+through PyAV's hardware acceleration (``av.codec.hwaccel``, NVDEC): same sampling, seeking and
+frame selection, the decoded frames are downloaded (NV12) and converted on the CPU as above.
+Where no hardware decoder is usable the reader decodes on the CPU and says so once per process.
 """
+import ctypes
+import logging
 import os
 import threading
 
@@ -19,6 +26,8 @@ import torch
 from av.video.reformatter import VideoReformatter
 
 from .sampling import clip_indices
+
+log = logging.getLogger(__name__)
 
 # Clips are small: OpenCV's own thread pool gains little here, and a pool started in the main
 # process can deadlock DataLoader workers forked from it. Parallelism comes from workers.
@@ -50,7 +59,7 @@ def resized_hw(h, w, short_side):
 
 
 def read_clips(path, n_clips, n_frames, fps, mode, rng=None, kind='video', short_side=None,
-               frames_fps=FRAMES_FPS, threads=1, crop=None):
+               frames_fps=FRAMES_FPS, threads=1, crop=None, decode_device='cpu'):
     """Read ``n_clips`` clips of ``n_frames`` frames (SEMANTICS §2 sampling).
 
     Args:
@@ -65,6 +74,9 @@ def read_clips(path, n_clips, n_frames, fps, mode, rng=None, kind='video', short
             after the temporal sampling with the (resized) frame size; the frames are then
             cropped before their colour conversion, so only the kept pixels are converted
             (the result equals converting whole frames and cropping).
+        decode_device: ``'cpu'`` or ``'cuda'`` (hardware decoding, see :func:`hw_decoder`;
+            encoded videos only: frame folders are read on the CPU). Where the hardware
+            decoder is not usable, or fails on a file, the CPU decodes instead (same frames).
     Returns:
         ``(video, info)``: uint8 tensor ``K × T × H × W × 3`` (RGB) and a dict with
         ``src_fps``, ``n_src_frames``, ``duration``, ``indices`` (K lists of source indices)
@@ -81,15 +93,32 @@ def read_clips(path, n_clips, n_frames, fps, mode, rng=None, kind='video', short
         raise ValueError(f"unknown video kind {kind!r} (expected 'video' or 'frames')")
     if os.path.getsize(path) == 0:
         raise VideoDecodeError(path, 'zero-length file')
+    args = (path, n_clips, n_frames, fps, mode, rng, short_side, threads, crop)
+    accel = hw_decoder(decode_device)
+    if accel is None:
+        return _read(*args)
+    state = rng.get_state() if rng is not None else None
     try:
-        with open_video(path) as container:
+        return _read(*args, hwaccel=accel)
+    except VideoDecodeError as e:  # the CPU decoder has the last word on a file
+        if state is not None:
+            rng.set_state(state)  # same temporal positions and crop the second time
+        out = _read(*args)  # raises if the file is bad for the CPU decoder too
+        _warn_once('hw-error', 'dataset.decode_device=%s: the hardware decoder failed on %s; '
+                   'such files are decoded on the CPU (same frames)', decode_device, e)
+        return out
+
+
+def _read(path, n_clips, n_frames, fps, mode, rng, short_side, threads, crop, hwaccel=None):
+    try:
+        with open_video(path, hwaccel) as container:
             return _read_container(container, path, n_clips, n_frames, fps, mode, rng,
                                    short_side, threads, crop)
     except (av.FFmpegError, OSError, EOFError) as e:
         raise VideoDecodeError(path, f'{type(e).__name__}: {e}') from e
 
 
-def open_video(path):
+def open_video(path, hwaccel=None):
     """Open a video for reading with a quick stream probe.
 
     Opening a container probes its streams (``avformat_find_stream_info``), and for H.264
@@ -98,8 +127,112 @@ def open_video(path):
     decoder limited to keyframes (``skip_frame=nonkey``, which touches only the probe's own
     decoder) it decodes none; sizes, rates and durations still come from the container, and
     the reader takes the pixel format and colour range from the frames it decodes.
+    ``hwaccel``: an ``av.codec.hwaccel.HWAccel`` (:func:`hw_decoder`) to decode on a device.
     """
-    return av.open(path, metadata_errors='ignore', options={'skip_frame': 'nonkey'})
+    if hwaccel is None:
+        return av.open(path, metadata_errors='ignore', options={'skip_frame': 'nonkey'})
+    return av.open(path, metadata_errors='ignore', options={'skip_frame': 'nonkey'},
+                   hwaccel=hwaccel)
+
+
+# --------------------------------------------------------------------------- hardware decoding
+DECODE_DEVICES = ('cpu', 'cuda')
+_hw = {}          # per process: device -> HWAccel to open videos with, or None (use the CPU)
+_hw_why = {}      # per process: device -> why it is not used
+_hw_keep = []     # the probe's own context: keeps the GPU's primary CUDA context alive
+_warned = set()   # warnings already given by this process
+
+
+def _warn_once(key, msg, *args):
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(msg, *args)
+
+
+def check_decode_device(device):
+    """Validate a ``dataset.decode_device`` value; returns it.
+
+    For ``'cuda'`` it also runs the checks that need no CUDA context (FFmpeg built with CUDA,
+    the driver library present): when they fail, this process and DataLoader workers forked
+    from it decode on the CPU and the one warning is given here, not once per worker.
+    """
+    if device not in DECODE_DEVICES:
+        raise ValueError(f'dataset.decode_device={device!r}: expected one of '
+                         f'{", ".join(DECODE_DEVICES)}')
+    if device != 'cpu' and device not in _hw:
+        reason = _hw_unusable_without_context(device)
+        if reason:
+            _fall_back(device, reason)
+    return device
+
+
+def _hw_unusable_without_context(device):
+    """Why ``device`` decoding cannot work here, from checks that create no CUDA context, or
+    ``None`` when it may work."""
+    from av.codec.hwaccel import hwdevices_available
+    if device not in hwdevices_available():
+        return f'this FFmpeg (PyAV {av.__version__}) has no {device} hardware device'
+    if device == 'cuda' and os.name == 'posix':
+        try:
+            ctypes.CDLL('libcuda.so.1')  # what FFmpeg loads; loading it initialises nothing
+        except OSError:
+            return 'no NVIDIA driver (libcuda.so.1 not found)'
+    return None
+
+
+def _fall_back(device, reason):
+    _hw[device], _hw_why[device] = None, reason
+    _warn_once(('fallback', device), 'dataset.decode_device=%s: no usable hardware decoder '
+               '(%s); decoding on the CPU in this process (same frames)', device, reason)
+
+
+def hw_decoder(device):
+    """The ``HWAccel`` this process opens videos with for ``decode_device=device``, or
+    ``None`` to decode on the CPU (``'cpu'``, or no usable hardware decoder: one warning per
+    process says why).
+
+    The first call of a process probes the device by creating a decoder context for H.264:
+    FFmpeg built with the device type, the driver, a GPU, and for CUDA a process that may use
+    it (a DataLoader worker *forked* from a process that had already initialised CUDA may
+    not: use a ``spawn`` or ``forkserver`` worker context). The GPU is the one of
+    ``$LOCAL_RANK`` (``torchrun``), else GPU 0. Videos are opened with the GPU's primary CUDA
+    context, which the probe's context keeps alive, so opening a file creates no new CUDA
+    context. Codecs or profiles the GPU cannot decode fall back to the CPU decoder inside
+    PyAV (``allow_software_fallback``).
+    """
+    if device == 'cpu':
+        return None
+    if device not in _hw:
+        check_decode_device(device)
+    if device not in _hw:
+        _hw[device] = _probe(device)
+    return _hw[device]
+
+
+def hw_decode_status(device):
+    """``(usable, reason)`` of ``decode_device=device`` in this process (probes it if needed;
+    for the benchmark's report)."""
+    usable = hw_decoder(device) is not None
+    return usable, 'hardware decoder in use' if usable else _hw_why.get(device, 'CPU')
+
+
+def _probe(device):
+    from av.codec.hwaccel import HWAccel
+    in_bad_fork = getattr(getattr(torch, 'cuda', None), '_is_in_bad_fork', lambda: False)
+    if device == 'cuda' and in_bad_fork():
+        _fall_back(device, 'this DataLoader worker was forked from a process that had already '
+                   'initialised CUDA; use a spawn or forkserver worker context')
+        return None
+    options = {'primary_ctx': '1'} if device == 'cuda' else None
+    accel = HWAccel(device, device=os.environ.get('LOCAL_RANK') or None,
+                    allow_software_fallback=True, options=options)
+    try:
+        _hw_keep.append(accel.create(av.Codec('h264', 'r')))
+    except (av.FFmpegError, OSError, NotImplementedError, ValueError, RuntimeError) as e:
+        _fall_back(device, f'{type(e).__name__}: {e}')
+        return None
+    log.info('dataset.decode_device=%s: decoding on the hardware decoder', device)
+    return accel
 
 
 def _stream_info(container, stream, path):
@@ -147,6 +280,19 @@ def _plane(p):
     return np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width]
 
 
+def _yuv_planes(f, nv12):
+    """Y, U, V of a 4:2:0 frame as ``height × width`` uint8 arrays (views where the layout
+    allows; NV12's interleaved U and V are copied out, so that OpenCV gets plain planes and
+    resizes them exactly as it resizes yuv420p's)."""
+    planes = f.planes  # (builds a new tuple per access)
+    if not nv12:
+        return [_plane(p) for p in planes]
+    c = planes[1]  # width: chroma samples per row, each a (U, V) byte pair
+    uv = np.frombuffer(c, np.uint8).reshape(c.height, c.line_size)[:, :2 * c.width]
+    uv = uv.reshape(c.height, c.width, 2)
+    return [_plane(planes[0]), np.ascontiguousarray(uv[..., 0]), np.ascontiguousarray(uv[..., 1])]
+
+
 def _box(crop, h, w):
     """The crop box ``crop(h, w)`` asks for, or ``None`` when there is none or it is not a
     proper box inside the frame (the transform then crops or pads as usual)."""
@@ -172,7 +318,9 @@ class _Converter:
     interleaves the buffer and turns it into RGB with one BT.601 colour matrix for the whole
     clip (about twice as fast as libswscale per frame, and closer to torchvision's resize of
     the RGB frame). With a crop box, planes are resized whole and then cut, and only the box
-    is interleaved and converted. Other pixel formats go through libswscale.
+    is interleaved and converted. NV12 (what a hardware decoder hands back for the same
+    4:2:0 video: U and V interleaved in one plane) takes the same path after splitting U and
+    V, so it gives the very same pixels. Other pixel formats go through libswscale.
     """
 
     def __init__(self, short_side, crop, n_max):
@@ -185,7 +333,7 @@ class _Converter:
         self.box = _box(self.crop, h, w)
         top, left, ch, cw = self.box or (0, 0, h, w)
         self.rows, self.cols = slice(top, top + ch), slice(left, left + cw)
-        self.yuv = self.pix in ('yuv420p', 'yuvj420p')
+        self.yuv = self.pix in ('yuv420p', 'yuvj420p', 'nv12')
         if self.yuv:
             self.full = self.pix == 'yuvj420p' or f.color_range == 2  # 2 = JPEG (full) range
             self.buf = np.empty((3, self.n_max, ch, cw), np.uint8)  # Y, U, V of kept frames
@@ -202,8 +350,8 @@ class _Converter:
             return np.ascontiguousarray(rgb.to_ndarray()[self.rows, self.cols])
         i, (h, w), box = self.count, (self.h, self.w), self.box
         self.count += 1
-        for p, plane in enumerate(f.planes):  # (``planes`` builds a new tuple per access)
-            a, dst = _plane(plane), self.buf[p, i]
+        for p, a in enumerate(_yuv_planes(f, self.pix == 'nv12')):
+            dst = self.buf[p, i]
             if a.shape != (h, w):
                 a = cv2.resize(a, (w, h), dst=self.whole if box else dst,
                                interpolation=cv2.INTER_AREA if a.shape[0] > h

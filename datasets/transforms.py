@@ -11,6 +11,11 @@ channels-last, with the semantics of ``torchvision.transforms.v2.ColorJitter`` +
 ``Normalize`` on a float video, fused into a few OpenCV passes (:mod:`datasets.colour`);
 ``tests/test_transforms.py`` checks them against the library ops and
 ``benchmarks/pipeline.py --ops`` times both.
+
+With ``device_augment`` the transform stops after the geometry and draws the flip and jitter
+parameters without applying them: it returns the uint8 clips and one row of draws per clip,
+and :class:`datasets.device_augment.DeviceAugment` (:meth:`VideoTransform.finisher`) applies
+them to the batch on the training device.
 """
 import math
 
@@ -21,6 +26,7 @@ import torchvision.transforms.v2.functional as TF
 
 from .colour import jitter_normalize
 from .decode import read_clips, resized_hw
+from .device_augment import DeviceAugment, pack_params
 
 
 def _uniform(lo, hi, g):
@@ -83,11 +89,15 @@ class VideoTransform:
 
     Attribute ``short_side``: the short side the decoder may resize to while converting
     colours (``None`` when the transform must see full-resolution frames).
+
+    ``device_augment=True``: the call returns ``(uint8 K × T × h × w × 3, float64 K × 9)``
+    instead, the clips after resize + crop and each clip's flip / jitter draws (drawn from
+    the generator exactly as the float path draws them); :meth:`finisher` completes them.
     """
 
     def __init__(self, *, resize=None, crop=None, hflip=False, color_jitter=None,
                  mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), rnd_scale=None,
-                 rnd_ratio=None, train=True):
+                 rnd_ratio=None, train=True, device_augment=False):
         self.resize, self.crop, self.train = resize, crop, train
         self.hflip = bool(hflip) and train
         jit = list(color_jitter) if (train and color_jitter) else None
@@ -97,9 +107,12 @@ class VideoTransform:
         self.ratio = tuple(rnd_ratio or (3 / 4, 4 / 3))
         self.mean, self.std = tuple(mean), tuple(std)
         self.short_side = None if self.rrc else resize
+        self.device_augment = bool(device_augment)
 
     def __call__(self, video, g=None, cropped=False):
         """``cropped``: the decoder already cut the box :meth:`decoder_crop` drew."""
+        if self.device_augment:
+            return self.deferred(video, g, cropped)
         first = self.clip(video[0], g, cropped)
         if len(video) == 1:
             return first.unsqueeze(0)
@@ -112,15 +125,39 @@ class VideoTransform:
     def clip(self, x, g=None, cropped=False, out=None):
         """One clip: uint8 ``T × H × W × 3`` -> float ``C × T × H × W`` (into ``out`` if
         given: contiguous, of the output's shape)."""
-        if not cropped:
-            x = self._geometry(x, g)
-        t, h, w, c = x.shape
-        if self.hflip and torch.rand((), generator=g).item() < 0.5:
+        x, flip, jitter = self._draw(x, g, cropped)
+        if flip:
             # mirror W on the uint8 crop (img rows are (t, y), columns x)
+            t, h, w, c = x.shape
             img = cv2.flip(np.ascontiguousarray(x.numpy()).reshape(t * h, w, c), 1)
             x = torch.from_numpy(img).view(t, h, w, c)
-        jitter = jitter_params(self.jitter, g) if self.jitter else None
         return jitter_normalize(x, jitter, self.mean, self.std, out=out)
+
+    def _draw(self, x, g, cropped):
+        """Geometry (unless ``cropped``) and the clip's random draws, in the order of the
+        generator's use: ``(uint8 T × h × w × 3, flip, jitter (order, vals) or None)``."""
+        if not cropped:
+            x = self._geometry(x, g)
+        flip = bool(self.hflip and torch.rand((), generator=g).item() < 0.5)
+        jitter = jitter_params(self.jitter, g) if self.jitter else None
+        return x, flip, jitter
+
+    def deferred(self, video, g=None, cropped=False):
+        """``device_augment``: uint8 ``K × T × H × W × 3`` -> ``(uint8 K × T × h × w × 3,
+        float64 K × 9 draws)``, the clips after resize + crop and, per clip, the flip and
+        jitter parameters :meth:`clip` would apply (same draws from ``g``, same order)."""
+        clips, rows = [], []
+        for k in range(len(video)):
+            x, flip, jitter = self._draw(video[k], g, cropped)
+            clips.append(x)
+            rows.append(pack_params(flip, jitter))
+        out = video.contiguous() if cropped else torch.stack(clips)
+        return out, torch.stack(rows)
+
+    def finisher(self, sparse=False):
+        """The batch finisher of ``device_augment`` (``None`` otherwise): a
+        :class:`datasets.device_augment.DeviceAugment` with this transform's normalisation."""
+        return DeviceAugment(self.mean, self.std, sparse) if self.device_augment else None
 
     def decoder_crop(self, n_clips, g):
         """``crop(h, w) -> box`` for :func:`datasets.decode.read_clips`, so that only the
@@ -182,6 +219,8 @@ def build_transform(tcfg, train):
 
     Train: resize short side, random crop (or random-resized-crop with ``rnd_scale`` /
     ``rnd_ratio``), horizontal flip, colour jitter, normalise. Test: resize + centre crop.
+    ``device_augment: true``: flip, jitter and normalisation are left to the training device
+    (see :class:`VideoTransform`).
     """
     tcfg = tcfg or {}
     norm = tcfg.get('normalize') or {}
@@ -192,4 +231,5 @@ def build_transform(tcfg, train):
         resize=resize, crop=tcfg.get('crop'), hflip=tcfg.get('hflip', False),
         color_jitter=tcfg.get('color_jitter'), mean=norm.get('mean', (0.485, 0.456, 0.406)),
         std=norm.get('std', (0.229, 0.224, 0.225)), rnd_scale=tcfg.get('rnd_scale'),
-        rnd_ratio=tcfg.get('rnd_ratio'), train=train)
+        rnd_ratio=tcfg.get('rnd_ratio'), train=train,
+        device_augment=tcfg.get('device_augment', False))

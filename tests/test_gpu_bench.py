@@ -9,6 +9,7 @@ import sys
 
 import av
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
@@ -52,6 +53,17 @@ def test_toy_run_prints_positive_figures(toy_run):
     # the human-readable lines are there too
     for line in ('train R3D-18 fp32', 'DRL-FGSM step fp32', 'loader  1 workers', 'bf16 / fp32 ='):
         assert line in toy_run.stdout
+    # every loader setting: CPU / GPU decode x float32 / uint8 + device augment; without a
+    # GPU decoder the cuda rows measure the CPU fallback, and say so
+    for decode, wire in gpu.COMBOS[1:]:
+        for w in (0, 1):
+            assert float(s[f'loader_{decode}_{wire}_w{w}_clips_per_s']) > 0
+    assert float(s['device_augment_ms_per_batch']) > 0
+    assert s['hw_decode'] == 'usable' or s['hw_decode'].startswith('fallback')
+    for k in ('setting_needed_train_bf16', 'setting_needed_drl_fgsm_bf16'):
+        assert s[k] == 'none' or s[k].split('/')[-1] in ('w0', 'w1'), s[k]
+    assert ('smallest setting that keeps up' in toy_run.stdout
+            or 'no setting keeps up' in toy_run.stdout)
 
 
 def test_workers_needed():
@@ -60,6 +72,19 @@ def test_workers_needed():
     assert gpu.workers_needed(rates, 90.0) == 2
     assert gpu.workers_needed(rates, 10.0) == 1
     assert gpu.workers_needed(rates, 301.0) is None
+
+
+def test_report_settings_picks_the_fewest_workers(capsys):
+    rates = {('cpu', 'float32'): {4: 150.0, 8: 300.0, 16: 570.0},
+             ('cpu', 'uint8'): {4: 200.0, 8: 420.0, 16: 800.0},
+             ('cuda', 'float32'): {4: 320.0, 8: 600.0},
+             ('cuda', 'uint8'): {4: 330.0, 8: 900.0}}
+    got = gpu.report_settings(rates, {'a': 300.0, 'b': 850.0, 'c': 2000.0}, 32, augment=1.0)
+    # 'a': 4 workers reach it with GPU decode (the float32 one listed first wins the tie)
+    assert got == {'a': 'cuda/float32/w4', 'b': 'cuda/uint8/w8', 'c': None}
+    out = capsys.readouterr().out
+    assert 'best cuda/uint8 with 8 workers, 900.0 clips/s' in out
+    assert 'with the device augment in the step' in out
 
 
 def test_bench_video_is_short_gop_340x256(tmp_path):
@@ -84,3 +109,10 @@ def test_loader_rate_on_real_videos(tmp_path):
     item = ds[2]
     assert 'error' not in item, item
     assert tuple(item['video'].shape) == (1, 3, sz['frames'], sz['size'], sz['size'])
+    # uint8 + device augment: the same sample once finished, and a rate counted on the device
+    dev = gpu.build_bench_dataset(paths, sz, 3, wire='uint8')
+    raw = dev[2]
+    assert raw['video'].dtype == torch.uint8
+    batch = dev.finish_batch(gpu.video_collate([raw]), torch.device('cpu'))
+    torch.testing.assert_close(batch['video'][0], item['video'], atol=1e-4, rtol=0)
+    assert gpu.loader_rate(paths, sz, workers=0, pin=False, wire='uint8') > 0

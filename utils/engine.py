@@ -91,6 +91,14 @@ def to_device(batch, device):
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
+def batch_finisher(loader):
+    """``(batch, device) -> batch`` bringing ``loader``'s batches to the device: the dataset's
+    ``finish_batch`` when it leaves work for the device (``dataset.transform.device_augment``:
+    uint8 clips flipped, jittered and normalised there), else :func:`to_device`."""
+    from datasets.collate import batch_finisher as find
+    return find(loader, to_device)
+
+
 class Engine:
     """Runs a step over loaders. Create one per run; call :meth:`resume`, :meth:`fit`, :meth:`test`."""
 
@@ -189,11 +197,12 @@ class Engine:
         self.step.train(True)
         meter, bad = MetricMeter(), BadVideoTracker()
         desc, t0 = f'train {epoch + 1}/{self.epochs}', time.time()
+        finish = batch_finisher(loader)
         for i, limit, batch, bar in self._batches(loader, desc):
             bad.update(batch.get('skipped', []))
             if len(batch.get('label', [])) == 0:
                 continue
-            batch = to_device(batch, self.ctx.device)
+            batch = finish(batch, self.ctx.device)
             with self._autocast():
                 out = self.step.train_step(batch)
             self.optimizer.zero_grad(set_to_none=True)
@@ -227,11 +236,12 @@ class Engine:
         self.step.train(False)
         meter, bad, records = MetricMeter(), BadVideoTracker(), {}
         t0 = time.time()
+        finish = batch_finisher(loader)
         for i, limit, batch, bar in self._batches(loader, tag):
             bad.update(batch.get('skipped', []))
             if len(batch.get('label', [])) == 0:
                 continue
-            batch = to_device(batch, self.ctx.device)
+            batch = finish(batch, self.ctx.device)
             with self._autocast():
                 out = self.step.eval_step(batch)
             meter.update(out.metrics, out.n)

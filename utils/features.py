@@ -75,6 +75,7 @@ def encode_videos(model, dataset, indices, batch_size=4, num_workers=0, device=N
         RuntimeError: a video could not be decoded (an episode cannot do without it).
     """
     from datasets.collate import video_collate
+    from .engine import batch_finisher
     net = unwrap(model)
     device = device or next(net.parameters()).device
     indices = [int(i) for i in indices]
@@ -85,12 +86,13 @@ def encode_videos(model, dataset, indices, batch_size=4, num_workers=0, device=N
     pos = {v: j for j, v in enumerate(indices)}
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, collate_fn=video_collate)
+    finish = batch_finisher(loader)  # uint8 clips of a device_augment transform: done here
     out, t0 = None, time.time()
     try:
         for it, batch in enumerate(loader):
             if batch['skipped']:
                 raise RuntimeError(f'cannot encode few-shot videos: {"; ".join(batch["skipped"][:3])}')
-            x = batch['video'].to(device, non_blocking=True)
+            x = finish(batch, device)['video']
             b, k = x.shape[:2]
             feat = net.forward_features(x.flatten(0, 1)).unflatten(0, (b, k)).float().cpu()
             if out is None:
