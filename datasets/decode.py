@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from av.video.reformatter import VideoReformatter
 
+from utils.errors import UserError
+
 from .sampling import clip_indices
 
 log = logging.getLogger(__name__)
@@ -137,6 +139,10 @@ def open_video(path, hwaccel=None):
 
 # --------------------------------------------------------------------------- hardware decoding
 DECODE_DEVICES = ('cpu', 'cuda')
+
+
+class DecodeDeviceError(UserError, ValueError):
+    """An unknown ``dataset.decode_device`` (entry scripts print it as one line)."""
 _hw = {}          # per process: device -> HWAccel to open videos with, or None (use the CPU)
 _hw_why = {}      # per process: device -> why it is not used
 _hw_keep = []     # the probe's own context: keeps the GPU's primary CUDA context alive
@@ -157,8 +163,8 @@ def check_decode_device(device):
     from it decode on the CPU and the one warning is given here, not once per worker.
     """
     if device not in DECODE_DEVICES:
-        raise ValueError(f'dataset.decode_device={device!r}: expected one of '
-                         f'{", ".join(DECODE_DEVICES)}')
+        raise DecodeDeviceError(f'dataset.decode_device={device!r}: expected one of '
+                                f'{", ".join(DECODE_DEVICES)}')
     if device != 'cpu' and device not in _hw:
         reason = _hw_unusable_without_context(device)
         if reason:
