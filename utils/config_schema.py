@@ -151,6 +151,7 @@ TRANSFORM = {
                   'std': ListOf(Range(NUM, lo=0, lo_open=True), length=3)},
     'rnd_scale': (list, NONE),
     'rnd_ratio': (list, NONE),
+    'device_augment': bool,  # uint8 clips; flip / jitter / normalise on the device (docs/gpu.md)
 }
 
 MODEL_ARGS = {
@@ -206,6 +207,7 @@ DATASET = {
     'batch_size': Range(int, lo=1),
     'num_workers': Range(int, lo=0),
     'max_bad_fraction': Range(NUM, 0, 1),
+    'decode_device': str,  # cpu | cuda: NVDEC through PyAV's hwaccel (docs/gpu.md)
     'transform': TRANSFORM,
     'args': MapOf(CLIP_ARGS),
     # few-shot episodes
