@@ -53,9 +53,13 @@ def build_loader(dataset, cfg, ctx, train, workers=0, batch_size=None):
         sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=ctx.seed)
     else:
         sampler = ShardSampler(len(dataset), rank, world)
+    # NVDEC decoding needs a CUDA context in each worker, which a worker forked from a process
+    # that already uses CUDA cannot create: such workers are spawned
+    spawn = workers > 0 and cfg['dataset'].get('decode_device') == 'cuda'
     return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=workers,
                       collate_fn=video_collate, pin_memory=ctx.device.type == 'cuda',
-                      drop_last=train and len(sampler) >= per_rank, persistent_workers=False)
+                      drop_last=train and len(sampler) >= per_rank, persistent_workers=False,
+                      multiprocessing_context='spawn' if spawn else None)
 
 
 def to_memory_format(model):
