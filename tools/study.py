@@ -106,23 +106,33 @@ def build(seeds, out, sweep, jobs, log, page):
 
     g = Graph(jobs=jobs, threads=1, log=log, on_done=rewrite)
     # cheap runs first (every seed's controls, de-biasing and DRL-dir, then the cheap sweep), the
-    # attacks (the longest runs) last: an interrupted study still reports the controls over all seeds
+    # attacks (the longest runs) last, the first seed's with the attack sweep before the other
+    # seeds': an interrupted study still reports the controls over all seeds and every variant
     def is_attack(name):
         return 'fgsm' in name or 'pgd' in name
 
-    for attacks in (False, True):
-        for seed in seeds:
-            for name, spec in MODELS.items():
-                if is_attack(name) == attacks:
-                    measures = FULL + (('finetune',) if name in CONTROLS else ())
-                    paths[('main', name, seed)] = add_model(g, name, spec, seed, out, measures)
-        if sweep and not attacks:  # why the protocol changed: the controls scored on pretrain-val
-            for name in CONTROLS:
-                paths[('protocol', name, seeds[0])] = add_model(g, name, MODELS[name], seeds[0], out,
-                                                                ('score', 'score_pretrain'))
+    def add_main(seed, attacks):
+        for name, spec in MODELS.items():
+            if is_attack(name) == attacks:
+                measures = FULL + (('finetune',) if name in CONTROLS else ())
+                paths[('main', name, seed)] = add_model(g, name, spec, seed, out, measures)
+
+    def add_sweep(attacks):
         for name, spec in SWEEP.items():
             if sweep and is_attack(name) == attacks:
                 paths[('sweep', name, seeds[0])] = add_model(g, name, spec, seeds[0], out, ('score', 'temporality'))
+
+    for seed in seeds:
+        add_main(seed, attacks=False)
+    if sweep:  # why the protocol changed: the controls scored on pretrain-val
+        for name in CONTROLS:
+            paths[('protocol', name, seeds[0])] = add_model(g, name, MODELS[name], seeds[0], out,
+                                                            ('score', 'score_pretrain'))
+    add_sweep(attacks=False)
+    add_main(seeds[0], attacks=True)
+    add_sweep(attacks=True)
+    for seed in seeds[1:]:
+        add_main(seed, attacks=True)
     return g, rewrite
 
 
