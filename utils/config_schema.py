@@ -171,6 +171,9 @@ MODEL_ARGS = {
     'shortcut_type': str,
     'widen_factor': NUM,
     'n_input_channels': int,
+    'weights': (str, NONE),           # torchvision video models: weights tag (default KINETICS400_V1)
+    'temporal_size': (int, NONE),     # mvit_*: clip length the model is built for (default 16)
+    'spatial_size': (list, NONE),     # mvit_*: [H, W] the model is built for (default [224, 224])
 }
 
 MODEL = {
