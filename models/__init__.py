@@ -12,7 +12,7 @@ from utils.registry import Registry
 MODELS = Registry('model')
 
 # Imported for their @MODELS.register side effect; MODELS must exist first.
-from . import resnet2d, resnet3d, tsm  # noqa: E402,F401
+from . import resnet2d, resnet3d, tsm, tv_video  # noqa: E402,F401
 
 
 def list_models():

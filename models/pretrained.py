@@ -1,7 +1,8 @@
-"""ImageNet weights for torchvision ResNets, found on disk (never downloaded at run time).
+"""torchvision weights (ImageNet ResNets, Kinetics-400 video models), found on disk (never
+downloaded at run time).
 
 The file is looked up under its standard torchvision name (the basename of the weights
-enum's URL, e.g. ``resnet18-f37072fd.pth``) in, in order:
+enum's URL, e.g. ``resnet18-f37072fd.pth``, ``r3d_18-b3b3357e.pth``) in, in order:
 
 1. ``pretrained_path`` (model arg): a file, or a folder holding the file;
 2. ``$DRL_PRETRAINED_DIR``;
@@ -18,14 +19,18 @@ from torchvision.models import get_model_weights
 WEIGHTS_TAG = 'IMAGENET1K_V1'
 
 
-def weights_url(arch):
-    """Download URL of the ImageNet weights of torchvision model ``arch``."""
-    return get_model_weights(arch)[WEIGHTS_TAG].url
+def weights_url(arch, tag=WEIGHTS_TAG):
+    """Download URL of torchvision model ``arch``'s weights ``tag`` (e.g. ``KINETICS400_V1``)."""
+    enum = get_model_weights(arch)
+    if tag not in enum.__members__:
+        raise ValueError(f'torchvision has no weights {tag!r} for {arch}; '
+                         f'available: {", ".join(enum.__members__)}')
+    return enum[tag].url
 
 
-def candidate_paths(arch, pretrained_path=None):
+def candidate_paths(arch, pretrained_path=None, tag=WEIGHTS_TAG):
     """Paths where the weights file of ``arch`` is looked for, in search order."""
-    name = os.path.basename(weights_url(arch))
+    name = os.path.basename(weights_url(arch, tag))
     paths = []
     if pretrained_path:
         p = os.path.expanduser(str(pretrained_path))
@@ -39,19 +44,20 @@ def candidate_paths(arch, pretrained_path=None):
     return paths
 
 
-def find_weights(arch, pretrained_path=None):
-    """Return the first existing weights file of ``arch``.
+def find_weights(arch, pretrained_path=None, tag=WEIGHTS_TAG):
+    """Return the first existing weights file of ``arch`` (weights ``tag``).
 
     Raises:
         FileNotFoundError: one line naming the file, the folders searched and its URL.
     """
-    paths = candidate_paths(arch, pretrained_path)
+    paths = candidate_paths(arch, pretrained_path, tag)
     for p in paths:
         if os.path.isfile(p):
             return p
-    url = weights_url(arch)
+    url = weights_url(arch, tag)
+    what = 'ImageNet' if tag == WEIGHTS_TAG else tag
     raise FileNotFoundError(
-        f'ImageNet weights for {arch} not found: put {os.path.basename(url)} (download it from '
+        f'{what} weights for {arch} not found: put {os.path.basename(url)} (download it from '
         f'{url} on a machine with internet) at one of: {", ".join(paths)} '
         f'(or set DRL_PRETRAINED_DIR or model.args.pretrained_path)')
 
