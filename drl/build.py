@@ -4,7 +4,7 @@ import logging
 import os
 
 from utils.build import build_loader, default_workers, prepare_model, to_memory_format
-from utils.checkpoint import load_checkpoint, load_pretrained, strip_prefix, unwrap
+from utils.checkpoint import load_pretrained, read_weights, unwrap
 from utils.errors import UserError
 from utils.optim import build_optimizer, build_scheduler
 from utils.config import load_config, load_sp_config
@@ -50,7 +50,7 @@ def drl_output_dir(args):
 
 
 def _head_fits(model, ckpt_path):
-    state = strip_prefix(load_checkpoint(ckpt_path).get('state_dict', {}))
+    state = read_weights(ckpt_path, model)[1]  # any format models/convert.py reads
     head = unwrap(model).head
     w = state.get('head.weight')
     return w is not None and hasattr(head, 'weight') and tuple(w.shape) == tuple(head.weight.shape)

@@ -69,29 +69,63 @@ def strip_prefix(state_dict, prefixes=('module.', '_orig_mod.')):
     return out
 
 
+def read_weights(path, model=None, key='state_dict', ckpt=None):
+    """The weights of checkpoint ``path`` with this project's keys, whatever format it has.
+
+    The format is detected by :func:`models.convert.detect` (this project's, the published
+    code's, official TSM, 3D-ResNets-PyTorch, torchvision; docs/models.md).
+
+    Args:
+        model: the target module, when known (a wrapped checkpoint with its keys is accepted
+            as this project's format).
+        key: the checkpoint entry with the weights (``state_dict_sp`` for DRL spatial models).
+        ckpt: the file's content when already loaded.
+    Returns:
+        ``(format, state_dict)``.
+    Raises:
+        CheckpointError: one line naming the file and the formats tried.
+    """
+    from models.convert import UnknownFormat, detect
+    ckpt = load_checkpoint(path) if ckpt is None else ckpt
+    keys = unwrap(model).state_dict().keys() if model is not None else None
+    try:
+        fmt, state = detect(ckpt, key=key, model_keys=keys)
+    except UnknownFormat as e:
+        raise CheckpointError(f'{path}: unknown checkpoint format: {e}') from None
+    return fmt, state
+
+
+def check_shapes(model, state, path):
+    """Raise a one-line ``CheckpointError`` at the first key whose shape differs from the model's."""
+    own = unwrap(model).state_dict()
+    for k, v in state.items():
+        if k in own and tuple(own[k].shape) != tuple(v.shape):
+            raise CheckpointError(f'{path}: shape mismatch at {k}: {tuple(v.shape)} in the checkpoint, '
+                                  f'{tuple(own[k].shape)} in the model')
+
+
 def load_pretrained(model, path, copy_head=False, key='state_dict'):
     """Load weights from a checkpoint file into ``model``.
 
-    The classifier (``head.*``) is dropped unless ``copy_head``: fine-tuning to a new label set
-    starts from a fresh head. Every other key must match (strict); the missing ``head.*`` keys
-    are the only ones expected to be absent.
+    Any format :func:`read_weights` detects is accepted. The classifier (``head.*``) is dropped
+    unless ``copy_head``: fine-tuning to a new label set starts from a fresh head. Every other
+    key must match (strict); the missing ``head.*`` keys are the only ones expected to be absent.
 
     Returns:
         The loaded checkpoint dict (for callers that want ``epoch`` etc.).
     """
     ckpt = load_checkpoint(path)
-    if key not in ckpt:
-        raise CheckpointError(f'{path} has no {key!r} (keys: {", ".join(sorted(ckpt))})')
-    state = strip_prefix(ckpt[key])
+    fmt, state = read_weights(path, model, key, ckpt)
     if not copy_head:
         state = {k: v for k, v in state.items() if not k.startswith('head.')}
     target = unwrap(model)
+    check_shapes(target, state, path)
     result = target.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if copy_head or not k.startswith('head.')]
     if missing or result.unexpected_keys:
-        raise CheckpointError(f'{path}: weights do not fit the model: missing {missing[:5]}, '
+        raise CheckpointError(f'{path}: weights do not fit the model (read as {fmt} format): missing {missing[:5]}, '
                            f'unexpected {result.unexpected_keys[:5]}')
-    log.info('loaded %s from %s (%s)', key, path, 'with head' if copy_head else 'head reset')
+    log.info('loaded %s from %s (%s format, %s)', key, path, fmt, 'with head' if copy_head else 'head reset')
     return ckpt
 
 
