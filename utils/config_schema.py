@@ -207,6 +207,7 @@ DATASET = {
     'name': str,
     'root': (str, NONE),
     'video_root': (str, NONE),  # mini_kinetics_200: folder of the Kinetics-400 videos
+    'layout': (str, NONE),  # auto | project | published: folder layout under the root (datasets/paths.py)
     'batch_size': Range(int, lo=1),
     'num_workers': Range(int, lo=0),
     'max_bad_fraction': Range(NUM, 0, 1),
