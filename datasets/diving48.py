@@ -8,6 +8,11 @@ On-disk layout (root: see :mod:`datasets.paths`)::
     <root>/Diving48_vocab.json      [["Back", "15som", "05Twis", "FREE"], ...]  (index = label)
     <root>/rgb/<vid_name>.mp4       (the official Diving48_rgb.tar.gz; or directly in <root>)
 
+The published code's layout (:func:`datasets.paths.find_layout`) is also accepted::
+
+    <root>/anno/Diving48_V2_{train,test}.json  <root>/anno/Diving48_vocab.json
+    <root>/rgb/<vid_name>.mp4       (or <root>/video/)
+
 Class names are the four vocabulary fields joined by spaces. Phase ``all`` (the few-shot
 default) reads train and test together.
 """
@@ -16,10 +21,13 @@ import json
 from . import DATASETS
 from .base import VideoRecord
 from .fewshot_splits import fewshot_view
-from .paths import annotation_phase, finish, first_existing, require_file, resolve_root
+from .paths import LayoutSpec, annotation_phase, find_layout, finish, require_file, resolve_root
 
 EXPECTS = '<root>/Diving48_V2_{train,test}.json, Diving48_vocab.json, rgb/<vid_name>.mp4'
 PHASES = {'train': 'train', 'test': 'test', 'val': 'test', 'validation': 'test', 'all': 'all'}
+LAYOUTS = {'project': LayoutSpec(('',), ('rgb', 'videos'), root_videos=True),
+           'published': LayoutSpec(('anno',), ('rgb', 'video'))}
+MARKERS = ('Diving48_vocab.json',)
 
 
 def read_vocab(path):
@@ -28,17 +36,18 @@ def read_vocab(path):
     return [' '.join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for v in vocab]
 
 
-def parse(root, phase):
+def parse(ann_dir, video_dir, phase):
     """Parse ``Diving48_V2_<phase>.json`` (``phase``: train, test or all).
 
+    Args:
+        ann_dir: folder of the json files; video_dir: folder of the ``.mp4`` files.
     Returns:
         ``(classes, records)`` with ``vid`` = ``vid_name``.
     """
-    classes = read_vocab(require_file(root, 'Diving48_vocab.json', 'diving48', expects=EXPECTS))
-    video_dir = first_existing(root, ('rgb', 'videos')) or root
+    classes = read_vocab(require_file(ann_dir, 'Diving48_vocab.json', 'diving48', expects=EXPECTS))
     records = []
     for part in (('train', 'test') if phase == 'all' else (phase,)):
-        ann = require_file(root, f'Diving48_V2_{part}.json', 'diving48', expects=EXPECTS)
+        ann = require_file(ann_dir, f'Diving48_V2_{part}.json', 'diving48', expects=EXPECTS)
         with open(ann) as f:
             entries = json.load(f)
         for e in entries:
@@ -53,7 +62,8 @@ def parse(root, phase):
 def _build(cfg, split, clip_args, transform, name, fewshot=False):
     root = resolve_root(cfg, 'diving48', expects=EXPECTS)
     phase = annotation_phase(clip_args, split, PHASES, default_eval='all' if fewshot else 'test')
-    classes, records = parse(root, phase)
+    layout = find_layout(cfg, root, 'diving48', LAYOUTS, MARKERS)
+    classes, records = parse(layout.ann_dir, layout.video_dir, phase)
     if fewshot:
         classes, records = fewshot_view('diving48', classes, records, clip_args, split)
     return finish(cfg, name, split, records, classes, clip_args, transform)

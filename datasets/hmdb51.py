@@ -8,45 +8,49 @@ On-disk layout (root: see :mod:`datasets.paths`)::
 
 tag 1 = train, 2 = test, 0 = unused (the split files may also sit in ``<root>`` itself, and
 the class folders in ``<root>/videos``). Classes are the 51 class names sorted.
+The published code's layout (:func:`datasets.paths.find_layout`) is also accepted: the split
+files in ``<root>/testTrainMulti_7030_splits/`` or ``<root>/anno/``, the class folders in
+``<root>/videos/`` (or ``<root>/video/``).
 """
 import pathlib
 
 from . import DATASETS
 from .base import VideoRecord
 from .fewshot_splits import fewshot_view
-from .paths import annotation_phase, finish, first_existing, resolve_root
+from .paths import LayoutSpec, annotation_phase, find_layout, finish, resolve_root
 
 EXPECTS = '<root>/testTrainMulti_7030_splits/<class>_test_split1.txt and <root>/<class>/<video>.avi'
-ANN_DIRS = ('testTrainMulti_7030_splits', 'splits', '')
+LAYOUTS = {'project': LayoutSpec(('testTrainMulti_7030_splits', 'splits', ''),
+                                  ('videos', 'hmdb51_org'), root_videos=True),
+           'published': LayoutSpec(('anno', 'testTrainMulti_7030_splits'), ('videos', 'video'))}
+MARKERS = ('*_test_split[123].txt',)
 PHASES = {'train': 'train', 'test': 'test', 'val': 'test', 'validation': 'test', 'all': 'all'}
 TAGS = {'train': {'1'}, 'test': {'2'}, 'all': {'0', '1', '2'}}
 SUFFIX = '_test_split{}.txt'
 
 
-def split_files(root, split):
-    """``{class name: split file}`` for split ``split`` (1..3)."""
+def split_files(ann_dir, split):
+    """``{class name: split file}`` for split ``split`` (1..3) in ``ann_dir``."""
     if int(split) not in (1, 2, 3):
         raise ValueError(f'hmdb51: split must be 1, 2 or 3, got {split!r}')
     suffix = SUFFIX.format(int(split))
-    for sub in ANN_DIRS:
-        folder = root / sub if sub else root
-        files = sorted(folder.glob(f'*{suffix}')) if folder.is_dir() else []
-        if files:
-            return {p.name[:-len(suffix)]: p for p in files}
-    raise FileNotFoundError(f'hmdb51: no *{suffix} files in {root} (expects {EXPECTS})')
+    files = sorted(ann_dir.glob(f'*{suffix}')) if ann_dir.is_dir() else []
+    if not files:
+        raise FileNotFoundError(f'hmdb51: no *{suffix} files in {ann_dir} (expects {EXPECTS})')
+    return {p.name[:-len(suffix)]: p for p in files}
 
 
-def parse(root, phase, split=1):
+def parse(ann_dir, video_dir, phase, split=1):
     """Parse the split files of one split.
 
     Args:
+        ann_dir: folder of the split files; video_dir: folder of the class folders.
         phase: ``'train'`` (tag 1), ``'test'`` (tag 2) or ``'all'`` (every listed video).
     Returns:
         ``(classes, records)``; classes sorted by name, ``vid`` = file stem.
     """
-    files = split_files(root, split)
+    files = split_files(ann_dir, split)
     classes = sorted(files)
-    video_dir = first_existing(root, ('videos', 'hmdb51_org')) or root
     records = []
     for label, cls in enumerate(classes):
         with open(files[cls]) as f:
@@ -65,7 +69,8 @@ def _build(cfg, split, clip_args, transform, name, fewshot=False):
     root = resolve_root(cfg, 'hmdb51', expects=EXPECTS)
     # Few-shot novel classes use every listed video of the class (the authors' default).
     phase = annotation_phase(clip_args, split, PHASES, default_eval='all' if fewshot else 'test')
-    classes, records = parse(root, phase, clip_args.get('split', 1))
+    layout = find_layout(cfg, root, 'hmdb51', LAYOUTS, MARKERS)
+    classes, records = parse(layout.ann_dir, layout.video_dir, phase, clip_args.get('split', 1))
     if fewshot:
         classes, records = fewshot_view('hmdb51', classes, records, clip_args, split)
     return finish(cfg, name, split, records, classes, clip_args, transform)

@@ -12,18 +12,37 @@ or be absent (the CVDF release: ``<root>/train/<youtube_id>_<start>_<end>.mp4``,
 Without ``label_map.txt`` the classes are the sorted labels of ``train.csv``.
 Mini-Kinetics-200: its own ``train.csv`` / ``validate.csv`` / ``label_map.txt`` under the
 ``mini_kinetics_200`` root; the videos are those of the Kinetics-400 root.
+
+The published code's layout (:func:`datasets.paths.find_layout`) is also accepted::
+
+    <root>/anno/kinetics400/{train,validate}.csv, label_map.txt     (or directly in <root>/anno/)
+    <root>/anno/minikinetics200/{train,validate}.csv, label_map.txt (Mini-Kinetics-200)
+    <root>/video/[train|validate/]<label>/<youtube_id>_<start:06d>_<end:06d>.mp4
+
+One folder may serve both names there (point the ``mini_kinetics_200`` root at it too).
 """
 import csv
 
 from . import DATASETS
 from .base import VideoRecord
 from .fewshot_splits import fewshot_view
-from .paths import annotation_phase, finish, first_existing, require_file, resolve_root
+from .paths import (LayoutSpec, annotation_phase, find_layout, finish, first_existing, layout_setting,
+                    require_file, resolve_root)
 
 EXPECTS = '<root>/train.csv, validate.csv, [label_map.txt], train/<label>/<ytid>_<start>_<end>.mp4, val/...'
 PHASES = {'train': 'train', 'val': 'val', 'validate': 'val', 'validation': 'val', 'test': 'val'}
 CSV_NAMES = {'train': ('train.csv',), 'val': ('validate.csv', 'val.csv')}  # DeepMind, CVDF
 SPLIT_DIRS = {'train': ('train',), 'val': ('val', 'validate', 'valid', 'validation')}
+PUBLISHED_VIDEO_DIRS = ('video', 'videos')
+LAYOUTS = {
+    'kinetics_400': {'project': LayoutSpec(('',), root_videos=True),
+                     'published': LayoutSpec(('anno/kinetics400', 'anno'), PUBLISHED_VIDEO_DIRS)},
+    # Mini-Kinetics reads the Kinetics-400 videos unless its root has its own
+    'mini_kinetics_200': {'project': LayoutSpec(('',), videos_required=False),
+                          'published': LayoutSpec(('anno/minikinetics200', 'anno'), PUBLISHED_VIDEO_DIRS,
+                                                  videos_required=False)},
+}
+MARKERS = ('train.csv', 'validate.csv', 'val.csv', 'label_map.txt')
 
 
 def read_rows(csv_path):
@@ -78,18 +97,26 @@ def parse(ann_dir, video_root, phase):
     return classes, records
 
 
-def _build(cfg, split, clip_args, transform, name, ann_dirname, fewshot=False):
-    ann_dir = resolve_root(cfg, ann_dirname, expects=EXPECTS)
-    video_root = ann_dir
-    if ann_dirname != 'kinetics_400':
-        # Mini-Kinetics shares the Kinetics-400 videos unless its root holds them itself.
-        if first_existing(ann_dir, SPLIT_DIRS['train']) is None:
-            cfg_k400 = {'dataset': {'root': (cfg.get('dataset') or {}).get('video_root')}}
-            video_root = resolve_root(cfg_k400, 'kinetics_400', expects=EXPECTS)
+def k400_videos(cfg):
+    """Folder of the Kinetics-400 videos for Mini-Kinetics: ``dataset.video_root`` or the
+    Kinetics-400 root, or its ``video/`` folder (published layout)."""
+    cfg_k400 = {'dataset': {'root': (cfg.get('dataset') or {}).get('video_root')}}
+    root = resolve_root(cfg_k400, 'kinetics_400', expects=EXPECTS)
+    if layout_setting(cfg) == 'project' or first_existing(root, SPLIT_DIRS['train'] + SPLIT_DIRS['val']):
+        return root
+    return first_existing(root, PUBLISHED_VIDEO_DIRS) or root
+
+
+def _build(cfg, split, clip_args, transform, name, family, fewshot=False):
+    root = resolve_root(cfg, family, expects=EXPECTS)
+    layout = find_layout(cfg, root, family, LAYOUTS[family], MARKERS)
+    video_root = layout.video_dir
+    if video_root is None:  # Mini-Kinetics: own videos (project: a train/ folder) or the K400 ones
+        video_root = root if first_existing(root, SPLIT_DIRS['train']) else k400_videos(cfg)
     phase = annotation_phase(clip_args, split, PHASES)
-    classes, records = parse(ann_dir, video_root, phase)
+    classes, records = parse(layout.ann_dir, video_root, phase)
     if fewshot:
-        classes, records = fewshot_view(ann_dirname, classes, records, clip_args, split)
+        classes, records = fewshot_view(family, classes, records, clip_args, split)
     return finish(cfg, name, split, records, classes, clip_args, transform)
 
 

@@ -7,11 +7,17 @@ A dataset root is found, in order, from
 3. a user paths file, ``$DRL_PATHS_FILE`` or ``~/.config/drl/paths.yaml``, a YAML mapping
    ``dataset name -> path`` (``~`` and ``$VARS`` are expanded).
 
+Under a root, a family's files follow one of two folder layouts (:func:`find_layout`): this
+project's (the official archives as they extract) or the published code's (annotations under
+``anno/`` beside the video or frame folder); ``dataset.layout: auto | project | published``.
+
 Nothing is ever written under the root or into the source tree.
 """
 import logging
 import os
 import pathlib
+from dataclasses import dataclass
+from typing import Optional
 
 import yaml
 
@@ -169,3 +175,137 @@ def finish(cfg, name, split, records, classes, clip_args, transform):
                       seed=cfg.get('seed', 0))
     ds.name, ds.split, ds.n_annotated, ds.missing = name, split, len(records), missing
     return ds
+
+
+# ---------------------------------------------------------------- folder layouts
+
+LAYOUT_NAMES = ('auto', 'project', 'published')
+
+
+@dataclass(frozen=True)
+class LayoutSpec:
+    """Where one layout keeps a family's files, relative to the dataset root.
+
+    Attributes:
+        ann_dirs: folders that may hold the annotation files, in order (``''`` = the root).
+        video_dirs: folders that may hold the videos (or frame folders), in order.
+        root_videos: the videos may also sit directly in the root (used when no folder of
+            ``video_dirs`` exists).
+        videos_required: without a video folder the layout does not match; when false the
+            caller supplies the videos (Mini-Kinetics reads the Kinetics-400 ones).
+    """
+    ann_dirs: tuple
+    video_dirs: tuple = ()
+    root_videos: bool = False
+    videos_required: bool = True
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A layout found under a root: ``name`` (``project`` | ``published``), the folder holding
+    the annotations and the folder holding the videos (``None``: the caller decides)."""
+    name: str
+    root: pathlib.Path
+    ann_dir: pathlib.Path
+    video_dir: Optional[pathlib.Path]
+    marker: pathlib.Path
+    explicit_videos: bool
+
+
+def layout_setting(cfg):
+    """``dataset.layout`` of a config: ``auto`` (default), ``project`` or ``published``."""
+    value = (cfg.get('dataset') or {}).get('layout') or 'auto'
+    if value not in LAYOUT_NAMES:
+        raise ValueError(f'dataset.layout must be one of {", ".join(LAYOUT_NAMES)}, got {value!r}')
+    return value
+
+
+def _marker_in(folder, markers):
+    """First file in ``folder`` matching one of ``markers`` (names or glob patterns)."""
+    if not folder.is_dir():
+        return None
+    for m in markers:
+        if any(c in m for c in '*?['):
+            hits = sorted(p for p in folder.glob(m) if p.is_file())
+            if hits:
+                return hits[0]
+        elif (folder / m).is_file():
+            return folder / m
+    return None
+
+
+def _match(root, name, spec, markers):
+    """``(Layout or None, what was missing)`` for one layout spec under ``root``."""
+    for sub in spec.ann_dirs:
+        folder = root / sub if sub else root
+        marker = _marker_in(folder, markers)
+        if marker is not None:
+            break
+    else:
+        return None, 'no ' + '/'.join(markers) + ' in ' + _dirs(root, spec.ann_dirs)
+    video = first_existing(root, spec.video_dirs) if spec.video_dirs else None
+    explicit = video is not None
+    if video is None and spec.root_videos:
+        video = root
+    if video is None and spec.videos_required:
+        return None, f'annotations in {folder} but no video folder {_dirs(root, spec.video_dirs)}'
+    return Layout(name, root, folder, video, marker, explicit), ''
+
+
+def _dirs(root, subs):
+    return ' or '.join(f'{root}/{s}/' if s else f'{root}/' for s in subs)
+
+
+def _describe(layout):
+    videos = f', videos in {layout.video_dir}' if layout.video_dir is not None else ''
+    return f'the {layout.name} layout ({layout.marker}{videos})'
+
+
+def find_layout(cfg, root, dataset, specs, markers):
+    """Which folder layout a dataset root follows: this project's or the published code's.
+
+    ``dataset.layout`` (``auto`` | ``project`` | ``published``) names it; ``auto`` (default)
+    tries each layout of ``specs`` and keeps the one whose annotation files (``markers``:
+    file names or glob patterns, any of them) and video folder are found. Two layouts reading
+    the same annotation file are one match: the one whose videos sit in a named folder wins
+    over one falling back to the root; layouts that read different annotation files, or the
+    same file with videos in two different named folders, are ambiguous.
+
+    Args:
+        cfg: the config (``dataset.layout``).
+        root: the dataset root (:func:`resolve_root`).
+        dataset: name for messages.
+        specs: ``{'project': LayoutSpec, 'published': LayoutSpec}``.
+        markers: annotation files whose presence identifies a layout.
+    Returns:
+        :class:`Layout`.
+    Raises:
+        FileNotFoundError: one line naming what was looked for, when no layout matches.
+        ValueError: one line naming both matches, when ``auto`` finds two.
+    """
+    want = layout_setting(cfg)
+    names = list(specs) if want == 'auto' else [want]
+    found, missing = [], []
+    for name in names:
+        layout, why = _match(root, name, specs[name], markers)
+        if layout is None:
+            missing.append(f'{name} layout: {why}' if want == 'auto' else f'{name} layout ({why})')
+        else:
+            found.append(layout)
+    if not found:
+        if want != 'auto':
+            raise FileNotFoundError(f'{dataset}: {root} is not in the {missing[0]}; dataset.layout: auto '
+                                    'tries both layouts (docs/datasets.md)')
+        raise FileNotFoundError(f'{dataset}: no known layout in {root} ({"; ".join(missing)}); '
+                                'see docs/datasets.md for both layouts')
+    if len({l.marker for l in found}) == 1 and len(found) > 1:
+        named = [l for l in found if l.explicit_videos]
+        if len({l.video_dir for l in found}) == 1 or not named:
+            found = found[:1]
+        elif len({l.video_dir for l in named}) == 1:
+            found = named[:1]
+    if len(found) > 1:
+        raise ValueError(f'{dataset}: {root} matches ' + ' and '.join(_describe(l) for l in found)
+                         + '; set dataset.layout: project or published')
+    log.debug('%s: %s', dataset, _describe(found[0]))
+    return found[0]

@@ -16,6 +16,11 @@ SSv1 layout (Jester, :mod:`datasets.jester`, is the same with its own file names
     <root>/something-something-v1-{train,validation}.csv   "<id>;<class name>"
     <root>/20bn-something-something-v1/<id>/00001.jpg ...  (or <root>/<id>/)
 
+The published code's layout (:func:`datasets.paths.find_layout`) is also accepted: the
+annotation files (json or csv, names as above) in ``<root>/anno/``, the videos or frame folders
+in the official folder (``20bn-something-something-v2/``, ``20bn-something-something-v1/``,
+``20bn-jester-v1/``) or in ``<root>/video/`` (SSv2) / ``<root>/frames/`` (SSv1, Jester).
+
 Few-shot variants: ``novel`` reads the validation set by default (the authors' protocol),
 ``base`` the training set; see :mod:`datasets.fewshot_splits` for the class subsets.
 """
@@ -25,12 +30,15 @@ import json
 from . import DATASETS
 from .base import VideoRecord
 from .fewshot_splits import fewshot_view
-from .paths import annotation_phase, finish, first_existing, require_file, resolve_root
+from .paths import LayoutSpec, annotation_phase, find_layout, finish, require_file, resolve_root
 
 PHASES = {'train': 'train', 'validation': 'validation', 'val': 'validation', 'test': 'validation'}
 V2_EXPECTS = ('<root>/labels/something-something-v2-{labels,train,validation}.json and '
               '<root>/20bn-something-something-v2/<id>.webm')
-V2_ANN_DIRS = ('labels', 'annotations', '')
+V2_LAYOUTS = {'project': LayoutSpec(('labels', 'annotations', ''), ('20bn-something-something-v2', 'videos'),
+                                     root_videos=True),
+              'published': LayoutSpec(('anno',), ('20bn-something-something-v2', 'video'))}
+V2_MARKERS = ('something-something-v2-labels.json',)
 
 
 def template_class(template):
@@ -38,21 +46,22 @@ def template_class(template):
     return template.replace('[', '').replace(']', '')
 
 
-def parse_v2(root, phase):
+def parse_v2(ann_dir, video_dir, phase):
     """Parse ``something-something-v2-<phase>.json``.
 
+    Args:
+        ann_dir: folder of the json files; video_dir: folder of the ``.webm`` files.
     Returns:
         ``(classes, records)``: classes in labels-json index order, ``vid`` = the video id.
     """
-    labels_path = require_file(root, 'something-something-v2-labels.json', 'something_v2',
-                               V2_ANN_DIRS, V2_EXPECTS)
+    labels_path = require_file(ann_dir, 'something-something-v2-labels.json', 'something_v2',
+                               expects=V2_EXPECTS)
     with open(labels_path) as f:
         table = json.load(f)
     classes = [name for name, _ in sorted(table.items(), key=lambda kv: int(kv[1]))]
     index = {name.lower(): int(i) for name, i in table.items()}
-    ann = require_file(root, f'something-something-v2-{phase}.json', 'something_v2',
-                       V2_ANN_DIRS, V2_EXPECTS)
-    video_dir = first_existing(root, ('20bn-something-something-v2', 'videos')) or root
+    ann = require_file(ann_dir, f'something-something-v2-{phase}.json', 'something_v2',
+                       expects=V2_EXPECTS)
     records = []
     with open(ann) as f:
         entries = json.load(f)
@@ -68,19 +77,26 @@ def frames_expects(prefix, frames_dir):
     return f'<root>/{prefix}-{{labels,train,validation}}.csv and <root>/{frames_dir}/<id>/00001.jpg'
 
 
-def parse_frames_csv(root, phase, prefix, frames_dir, dataset):
+def frames_layouts(frames_dir):
+    """The two layouts of an ``id;label`` csv dataset whose frame folders sit in ``frames_dir``."""
+    return {'project': LayoutSpec(('',), (frames_dir,), root_videos=True),
+            'published': LayoutSpec(('anno',), (frames_dir, 'frames'))}
+
+
+def parse_frames_csv(ann_dir, base, phase, prefix, frames_dir, dataset):
     """Parse an ``id;label`` csv dataset (SSv1, Jester) for ``phase`` (train / validation).
 
+    Args:
+        ann_dir: folder of the csv files; base: folder of the ``<id>/`` frame folders.
     Returns:
         ``(classes, records)``: classes in labels-csv order, frame-folder records.
     """
     expects = frames_expects(prefix, frames_dir)
-    labels = require_file(root, f'{prefix}-labels.csv', dataset, expects=expects)
+    labels = require_file(ann_dir, f'{prefix}-labels.csv', dataset, expects=expects)
     with open(labels) as f:
         classes = [line.strip() for line in f if line.strip()]
     index = {c: i for i, c in enumerate(classes)}
-    ann = require_file(root, f'{prefix}-{phase}.csv', dataset, expects=expects)
-    base = first_existing(root, (frames_dir,)) or root
+    ann = require_file(ann_dir, f'{prefix}-{phase}.csv', dataset, expects=expects)
     records = []
     with open(ann, newline='') as f:
         for row in csv.reader(f, delimiter=';'):
@@ -96,7 +112,8 @@ def build_frames(cfg, split, clip_args, transform, name, family, prefix, frames_
     """Shared builder of SSv1 and Jester (and their ``_fs`` variants)."""
     root = resolve_root(cfg, family, expects=frames_expects(prefix, frames_dir))
     phase = annotation_phase(clip_args, split, PHASES, default_eval='validation')
-    classes, records = parse_frames_csv(root, phase, prefix, frames_dir, family)
+    layout = find_layout(cfg, root, family, frames_layouts(frames_dir), (f'{prefix}-labels.csv',))
+    classes, records = parse_frames_csv(layout.ann_dir, layout.video_dir, phase, prefix, frames_dir, family)
     if fewshot:
         classes, records = fewshot_view(family, classes, records, clip_args, split)
     return finish(cfg, name, split, records, classes, clip_args, transform)
@@ -104,7 +121,9 @@ def build_frames(cfg, split, clip_args, transform, name, family, prefix, frames_
 
 def _build_v2(cfg, split, clip_args, transform, name, fewshot=False):
     root = resolve_root(cfg, 'something_v2', expects=V2_EXPECTS)
-    classes, records = parse_v2(root, annotation_phase(clip_args, split, PHASES, default_eval='validation'))
+    layout = find_layout(cfg, root, 'something_v2', V2_LAYOUTS, V2_MARKERS)
+    phase = annotation_phase(clip_args, split, PHASES, default_eval='validation')
+    classes, records = parse_v2(layout.ann_dir, layout.video_dir, phase)
     if fewshot:
         classes, records = fewshot_view('something_v2', classes, records, clip_args, split)
     return finish(cfg, name, split, records, classes, clip_args, transform)

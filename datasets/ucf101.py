@@ -8,6 +8,9 @@ On-disk layout (root: see :mod:`datasets.paths`)::
     <root>/UCF-101/<Class>/v_<Class>_gXX_cYY.avi
 
 (the list files may also sit in ``<root>`` and the class folders directly under ``<root>``).
+The published code's layout (:func:`datasets.paths.find_layout`) is also accepted: the list
+files in ``<root>/ucfTrainTestlist/`` or ``<root>/anno/``, the class folders in ``<root>/data/``
+(or ``<root>/video/``).
 The label comes from the class folder of each listed path (case-insensitive match with
 ``classInd.txt``, since the official files spell e.g. ``HandStandPushups`` two ways).
 """
@@ -16,10 +19,13 @@ import pathlib
 from . import DATASETS
 from .base import VideoRecord
 from .fewshot_splits import fewshot_view
-from .paths import annotation_phase, finish, first_existing, require_file, resolve_root
+from .paths import LayoutSpec, annotation_phase, find_layout, finish, require_file, resolve_root
 
 EXPECTS = '<root>/ucfTrainTestlist/{classInd,trainlist01,testlist01}.txt and <root>/UCF-101/<Class>/*.avi'
-ANN_DIRS = ('ucfTrainTestlist', '')
+LAYOUTS = {'project': LayoutSpec(('ucfTrainTestlist', ''), ('UCF-101', 'UCF101', 'videos'),
+                                  root_videos=True),
+           'published': LayoutSpec(('anno', 'ucfTrainTestlist'), ('data', 'video'))}
+MARKERS = ('classInd.txt',)
 PHASES = {'train': 'train', 'test': 'test', 'val': 'test', 'validation': 'test'}
 
 
@@ -42,16 +48,17 @@ def read_class_index(path):
     return [name for _, name in sorted(pairs)]
 
 
-def parse(root, phase, split=1):
+def parse(ann_dir, video_dir, phase, split=1):
     """Parse ``<phase>list0<split>.txt``.
 
+    Args:
+        ann_dir: folder of the list files; video_dir: folder of the class folders.
     Returns:
         ``(classes, records)`` with ``vid`` the file stem (``v_ApplyEyeMakeup_g08_c01``).
     """
-    classes = read_class_index(require_file(root, 'classInd.txt', 'ucf101', ANN_DIRS, EXPECTS))
+    classes = read_class_index(require_file(ann_dir, 'classInd.txt', 'ucf101', expects=EXPECTS))
     lower = {c.lower(): i for i, c in enumerate(classes)}
-    listing = require_file(root, f'{phase}list{split:02d}.txt', 'ucf101', ANN_DIRS, EXPECTS)
-    video_dir = first_existing(root, ('UCF-101', 'UCF101', 'videos')) or root
+    listing = require_file(ann_dir, f'{phase}list{split:02d}.txt', 'ucf101', expects=EXPECTS)
     records = []
     with open(listing) as f:
         for line in f:
@@ -69,7 +76,9 @@ def parse(root, phase, split=1):
 def _build(cfg, split, clip_args, transform, name, fewshot=False):
     root = resolve_root(cfg, 'ucf101', expects=EXPECTS)
     phase = annotation_phase(clip_args, split, PHASES, default_eval='test')
-    classes, records = parse(root, phase, split_number(clip_args.get('split', 1)))
+    layout = find_layout(cfg, root, 'ucf101', LAYOUTS, MARKERS)
+    classes, records = parse(layout.ann_dir, layout.video_dir, phase,
+                             split_number(clip_args.get('split', 1)))
     if fewshot:
         classes, records = fewshot_view('ucf101', classes, records, clip_args, split)
     return finish(cfg, name, split, records, classes, clip_args, transform)

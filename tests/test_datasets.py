@@ -210,6 +210,139 @@ def test_frame_folder_datasets(tmp_path, name, maker):
     assert test[0]['video'].shape == (1, 3, 4, 28, 28)
 
 
+# ---------------------------------------------------------------- the published code's layout
+
+# dataset name, tree builder, fake_trees.PUBLISHED family, split args (None: train and test),
+# {split: info['counts'] key(s) giving its number of videos}
+PUBLISHED_CASES = [
+    ('kinetics_400', ft.make_kinetics, 'kinetics_400', None, {'train': 'train', 'test': 'val'}),
+    ('ucf101', ft.make_ucf101, 'ucf101', None, {'train': 'train1', 'test': 'test1'}),
+    ('hmdb', ft.make_hmdb, 'hmdb51', None, {'train': 'train', 'test': 'test'}),
+    ('diving', ft.make_diving, 'diving48', None, {'train': 'train', 'test': 'test'}),
+    ('something_v2', ft.make_something_v2, 'something_v2', None, {'train': 'train', 'test': 'validation'}),
+    ('something_v1', ft.make_something_v1, 'something_v1', None, {'train': 'train', 'test': 'validation'}),
+    ('jester', ft.make_jester, 'jester', None, {'train': 'train', 'test': 'validation'}),
+    ('kinetics_400_fs', ft.make_kinetics, 'kinetics_400', {'novel': dict(CLIP)}, {'novel': 'val'}),
+    ('ucf101_fs', ft.make_ucf101, 'ucf101', {'novel': dict(CLIP)}, {'novel': 'test1'}),
+    ('hmdb_fs', ft.make_hmdb, 'hmdb51', {'novel': dict(CLIP)}, {'novel': 'all'}),
+    ('diving_fs', ft.make_diving, 'diving48', {'novel': dict(CLIP)}, {'novel': ('train', 'test')}),
+    ('something_v2_fs', ft.make_something_v2, 'something_v2', {'novel': dict(CLIP)}, {'novel': 'validation'}),
+    ('something_v1_fs', ft.make_something_v1, 'something_v1', {'novel': dict(CLIP)}, {'novel': 'validation'}),
+    ('jester_fs', ft.make_jester, 'jester', {'novel': dict(CLIP)}, {'novel': 'validation'}),
+]
+
+
+@pytest.mark.parametrize('name,maker,family,splits,counts', PUBLISHED_CASES,
+                         ids=[c[0] for c in PUBLISHED_CASES])
+def test_published_layout_builds_every_family(tmp_path, name, maker, family, splits, counts):
+    """The published code's folders build the same datasets as the project's, detected
+    automatically and when named in the config."""
+    pub, proj = tmp_path / 'pub', tmp_path / 'proj'
+    info = maker(pub, layout='published')
+    assert maker(proj)['classes'] == info['classes']
+    video_dir = pub / ft.PUBLISHED[family][1]
+    for layout in (None, 'auto', 'published'):
+        cfg = cfg_for(name, pub, splits)
+        if layout:
+            cfg['dataset']['layout'] = layout
+        ref = cfg_for(name, proj, splits)
+        for split, key in counts.items():
+            ds, want = build_dataset(cfg, split), build_dataset(ref, split)
+            n = sum(info['counts'][k] for k in ((key,) if isinstance(key, str) else key))
+            assert ds.classes == want.classes == info['classes'] and len(ds) == n and not ds.missing
+            assert [(r.vid, r.label) for r in ds.records] == [(r.vid, r.label) for r in want.records]
+            assert all(r.path.startswith(str(video_dir) + os.sep) for r in ds.records)
+    assert build_dataset(cfg, split)[0]['video'].shape == (1, 3, 4, 28, 28)
+
+
+def test_published_layout_generic_folders(tmp_path):
+    """``anno/`` beside ``video/`` (video families) or ``frames/`` (frame folders)."""
+    ft.make_something_v2(tmp_path / 's', n_classes=2, n_val=1, layout='published')
+    os.rename(tmp_path / 's/20bn-something-something-v2', tmp_path / 's/video')
+    ds = build_dataset(cfg_for('something_v2', tmp_path / 's'), 'test')
+    assert len(ds) == 2 and all('/s/video/' in r.path for r in ds.records)
+    ft.make_jester(tmp_path / 'j', n_classes=2, n_val=1, layout='published')
+    os.rename(tmp_path / 'j/20bn-jester-v1', tmp_path / 'j/frames')
+    ds = build_dataset(cfg_for('jester', tmp_path / 'j'), 'test')
+    assert len(ds) == 2 and all('/j/frames/' in r.path for r in ds.records)
+    ft.make_hmdb(tmp_path / 'h', classes=('jump', 'wave'), layout='published')
+    os.rename(tmp_path / 'h/testTrainMulti_7030_splits', tmp_path / 'h/anno')
+    ds = build_dataset(cfg_for('hmdb', tmp_path / 'h'), 'train')
+    assert ds.classes == ['jump', 'wave'] and len(ds) == 4 and not ds.missing
+
+
+def test_published_layout_mini_kinetics_shares_the_kinetics_root(tmp_path, monkeypatch):
+    """One published Kinetics folder holds anno/kinetics400, anno/minikinetics200 and video/."""
+    root = tmp_path / 'kinetics'
+    ft.make_kinetics(root, n_train=1, n_val=1, layout='published')
+    classes = ft.make_mini_kinetics(root, root)
+    ds = build_dataset(cfg_for('mini_kinetics_200', root), 'test')
+    assert ds.classes == classes == ['air drumming', 'abseiling'] and len(ds) == 2 and not ds.missing
+    assert all('/kinetics/video/validate/' in r.path for r in ds.records)
+    # its own annotation folder, the videos from the Kinetics-400 root (found through the environment)
+    mini = tmp_path / 'mini'
+    ft.make_mini_kinetics(root, mini)
+    monkeypatch.setenv('DRL_KINETICS_400_ROOT', str(root))
+    ds = build_dataset(cfg_for('mini_kinetics_200', mini), 'train')
+    assert len(ds) == 2 and not ds.missing and all('/kinetics/video/train/' in r.path for r in ds.records)
+    assert len(build_dataset(cfg_for('kinetics_400', root), 'train')) == 3
+
+
+def test_layout_errors_are_one_line(tmp_path):
+    root = tmp_path / 'd'
+    root.mkdir()
+    cfg = cfg_for('diving', root)
+    with pytest.raises(FileNotFoundError) as e:   # nothing there: both layouts named
+        build_dataset(cfg, 'train')
+    msg = str(e.value)
+    assert '\n' not in msg and msg.startswith(f'diving48: no known layout in {root}')
+    for part in (f'project layout: no Diving48_vocab.json in {root}/',
+                 f'published layout: no Diving48_vocab.json in {root}/anno/', 'docs/datasets.md'):
+        assert part in msg
+    # published annotations without a video folder
+    ft.make_diving(root, n_classes=2, layout='published')
+    os.rename(root / 'rgb', root / 'clips')
+    with pytest.raises(FileNotFoundError) as e:
+        build_dataset(cfg, 'train')
+    assert '\n' not in str(e.value)
+    assert f'no video folder {root}/rgb/ or {root}/video/' in str(e.value)
+    os.rename(root / 'clips', root / 'rgb')
+    # the project's files beside the published ones: ambiguous until dataset.layout says
+    ft.make_diving(root, n_classes=2)
+    with pytest.raises(ValueError) as e:
+        build_dataset(cfg, 'train')
+    msg = str(e.value)
+    assert '\n' not in msg and 'matches the project layout' in msg and 'and the published layout' in msg
+    assert 'set dataset.layout: project or published' in msg
+    for layout in ('project', 'published'):
+        assert len(build_dataset(dict(cfg, dataset=dict(cfg['dataset'], layout=layout)), 'train')) == 4
+    # a layout named in the config that is not there
+    k = tmp_path / 'k'
+    ft.make_kinetics(k, n_train=1, n_val=1)
+    with pytest.raises(FileNotFoundError) as e:
+        kcfg = cfg_for('kinetics_400', k)
+        kcfg['dataset']['layout'] = 'published'
+        build_dataset(kcfg, 'train')
+    assert '\n' not in str(e.value) and f'{k} is not in the published layout (no train.csv/' in str(e.value)
+    assert f'{k}/anno/kinetics400/ or {k}/anno/' in str(e.value) and 'project layout' not in str(e.value)
+    with pytest.raises(ValueError, match='dataset.layout must be one of auto, project, published'):
+        build_dataset({**cfg, 'dataset': dict(cfg['dataset'], layout='official')}, 'train')
+
+
+def test_layout_same_annotations_two_video_folders(tmp_path):
+    """UCF101's published layout keeps ucfTrainTestlist/: the video folder decides; both
+    folders present is ambiguous."""
+    root = tmp_path / 'u'
+    ft.make_ucf101(root, layout='published')
+    cfg = cfg_for('ucf101', root)
+    assert all('/u/data/' in r.path for r in build_dataset(cfg, 'train').records)
+    (root / 'UCF-101').mkdir()
+    with pytest.raises(ValueError, match='matches the project layout .* and the published layout'):
+        build_dataset(cfg, 'train')
+    pub = dict(cfg, dataset=dict(cfg['dataset'], layout='published'))
+    assert all('/u/data/' in r.path for r in build_dataset(pub, 'train').records)
+
+
 # ---------------------------------------------------------------- few-shot subsets
 
 def test_shipped_class_lists_follow_the_rule():
@@ -247,10 +380,11 @@ def test_fewshot_base_novel(tmp_path, name, maker):
 
 # ---------------------------------------------------------------- the authors' configs
 
+@pytest.mark.parametrize('layout', ['project', 'published'])
 @pytest.mark.parametrize('config', ['configs/k400/res3d18.yaml', 'configs/hmdb/res3d18.yaml',
                                     'configs/diving/res3d18.yaml', 'configs/sthv2-fs/res3d18-1shot.yaml'])
-def test_configs_build_from_fake_tree(tmp_path, monkeypatch, config):
-    info = ft.fake_tree_for(config, tmp_path, monkeypatch)
+def test_configs_build_from_fake_tree(tmp_path, monkeypatch, config, layout):
+    info = ft.fake_tree_for(config, tmp_path, monkeypatch, layout=layout)
     cfg = load_config(config)
     assert cfg['dataset'].get('root') is None  # the root comes from the environment
     for split, args in cfg['dataset']['args'].items():
