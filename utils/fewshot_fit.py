@@ -9,6 +9,11 @@ episodes* of each episode's mean cross-entropy, so each episode's gradient is ex
 and the SGD update below is ``torch.optim.SGD``'s, element-wise: given the same initial weights
 and minibatch order the result equals the per-episode loop (``tests/test_fewshot.py`` checks it).
 
+Classifiers: ``softmax`` (``nn.Linear`` with bias), and two cosine classifiers (features
+L2-normalised, no bias, a fixed scale): with a learnable gain per class, as the published
+Baseline++ (``weight_norm``: ``w_c = g_c · v_c / ‖v_c‖``, ``g`` and ``v`` trained), or with unit
+rows (``w_c / ‖w_c‖``, no gain).
+
 Also here: the per-episode reference loop (``fit_linear_per_episode``, written the authors' way,
 used by the benchmark) and the accuracy summary (mean, 95% confidence interval).
 """
@@ -41,20 +46,42 @@ def cosine_scale(n_class):
     return 10.0 if n_class > 200 else 2.0
 
 
-def linear_logits(x, w, b=None, scale=None):
+def normalize_rows(x, eps=1e-5):
+    """``x / (‖x‖ + eps)`` along the last dimension (Closer-look's normalisation)."""
+    return x / (x.norm(dim=-1, keepdim=True) + eps)
+
+
+def weight_norm_rows(v, g):
+    """Weight normalisation of classifier rows, as ``torch.nn.utils.weight_norm(dim=0)``:
+    ``w_c = g_c · v_c / ‖v_c‖``.
+
+    Args:
+        v: ``E × n × D`` directions; g: ``E × n`` gains.
+    """
+    return v * (g / v.norm(dim=-1)).unsqueeze(-1)
+
+
+def cosine_logits(x, w, scale):
+    """``scale · x̂ · wᵀ`` with the features normalised and the rows ``w`` used as they are:
+    ``E × M × D``, ``E × n × D`` -> ``E × M × n``."""
+    return scale * torch.bmm(normalize_rows(x), w.transpose(1, 2))
+
+
+def linear_logits(x, w, b=None, scale=None, gain=None):
     """Batched linear (or cosine, when ``scale`` is set) classifier.
 
     Args:
         x: ``E × M × D`` features; w: ``E × n × D``; b: ``E × n`` or None.
-        scale: None for a plain linear layer; a float for the cosine classifier
-            ``scale · cos(x, w_row)`` (rows and features L2-normalised, no bias).
+        scale: None for a plain linear layer; a float for a cosine classifier (features
+            L2-normalised, no bias): ``scale · g_c · cos(x, w_c)`` with ``gain`` ``g: E × n``
+            (weight normalisation, :func:`weight_norm_rows`), or ``scale · cos(x, w_c)`` (rows
+            normalised) when ``gain`` is None.
     Returns:
         ``E × M × n`` logits.
     """
     if scale is not None:
-        x = x / (x.norm(dim=-1, keepdim=True) + 1e-5)
-        w = w / (w.norm(dim=-1, keepdim=True) + 1e-5)
-        return scale * torch.bmm(x, w.transpose(1, 2))
+        w = normalize_rows(w) if gain is None else weight_norm_rows(w, gain)
+        return cosine_logits(x, w, scale)
     if b is None:
         return torch.bmm(x, w.transpose(1, 2))
     return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
@@ -84,9 +111,9 @@ def _orders(orders, generator, e, n, device):
         epoch += 1
 
 
-def fit_linear_batched(x, y, n_class, *, scale=None, init=None, orders=None, generator=None,
-                       epochs=100, batch_size=4, lr=0.01, momentum=0.9, dampening=0.9,
-                       weight_decay=1e-3):
+def fit_linear_batched(x, y, n_class, *, scale=None, gain=False, init=None, orders=None,
+                       generator=None, epochs=100, batch_size=4, lr=0.01, momentum=0.9,
+                       dampening=0.9, weight_decay=1e-3):
     """Train E episodes' classifiers together with the authors' SGD recipe.
 
     Args:
@@ -94,14 +121,22 @@ def fit_linear_batched(x, y, n_class, *, scale=None, init=None, orders=None, gen
         y: ``E × N`` episode-local labels in ``[0, n_class)``.
         n_class: ways per episode.
         scale: None = linear softmax classifier with bias; float = cosine classifier.
+        gain: with ``scale``: weight normalisation with a learnable gain per class, the
+            published Baseline++ (``torch.nn.utils.weight_norm(dim=0)``: direction ``v`` and
+            gain ``g`` are the trained parameters, ``g`` starts at ``‖v‖`` row by row, weight
+            decay and momentum act on both); false: unit-norm rows, no gain.
         init: optional ``(W: E × n × D, b: E × n or None)``; default ``nn.Linear`` init drawn
-            from ``generator``.
+            from ``generator``. With ``gain`` it is the initial ``v`` (and ``g = ‖v‖``).
         orders: optional ``epochs × E × N`` minibatch orders (tests); default a fresh random
             permutation per episode per epoch from ``generator``.
         generator: ``torch.Generator`` (CPU) for the initialisation and the shuffling.
     Returns:
-        ``(W: E × n × D, b: E × n or None)``, detached.
+        ``(W: E × n × D, b: E × n or None)``, detached. With ``gain`` ``W`` is the trained
+        weight ``g · v / ‖v‖`` itself: score with :func:`cosine_logits` (rows used as they are);
+        otherwise with :func:`linear_logits` and the same ``scale``.
     """
+    if gain and scale is None:
+        raise ValueError('gain applies to the cosine classifier: give a scale')
     e, n, d = x.shape
     if init is None:
         init = linear_init(e, n_class, d, bias=scale is None, generator=generator, device=x.device,
@@ -112,27 +147,33 @@ def fit_linear_batched(x, y, n_class, *, scale=None, init=None, orders=None, gen
     b0 = init[1].detach().to(x.device, x.dtype) if init[1] is not None else None
     if scale is None and n < d:
         return _fit_linear_span(x, y, n_class, w0, b0, order_iter, epochs, batch_size, **sgd)
-    return _fit_autograd(x, y, n_class, w0, b0, scale, order_iter, epochs, batch_size, **sgd)
+    return _fit_autograd(x, y, n_class, w0, b0, scale, order_iter, epochs, batch_size,
+                         gain=gain, **sgd)
 
 
-def _fit_autograd(x, y, n_class, w0, b0, scale, order_iter, epochs, batch_size, **sgd):
-    """Direct form: E × n × D weights, gradients by autograd (any classifier, e.g. cosine)."""
+def _fit_autograd(x, y, n_class, w0, b0, scale, order_iter, epochs, batch_size, gain=False, **sgd):
+    """Direct form: E × n × D weights, gradients by autograd (any classifier, e.g. cosine).
+    With ``gain`` the parameters are ``v`` (from ``w0``) and ``g = ‖w0‖`` per row."""
     e = x.shape[0]
     w = w0.clone().requires_grad_(True)
     b = b0.clone().requires_grad_(True) if b0 is not None else None
-    params = [w] if b is None else [w, b]
+    g = w0.norm(dim=-1).requires_grad_(True) if gain else None
+    params = [p for p in (w, b, g) if p is not None]
     bufs = [None] * len(params)
     rows = torch.arange(e, device=x.device).unsqueeze(1)
     for _ in range(epochs):
         order = next(order_iter)
         for s in range(0, x.shape[1], batch_size):
-            idx = order[:, s:s + batch_size]                    # E × B
-            logits = linear_logits(x[rows, idx], w, b, scale)   # E × B × n
+            idx = order[:, s:s + batch_size]                            # E × B
+            logits = linear_logits(x[rows, idx], w, b, scale, gain=g)   # E × B × n
             # sum over episodes of each episode's mean CE: per-episode gradients stay separate
             loss = F.cross_entropy(logits.flatten(0, 1), y[rows, idx].flatten(),
                                    reduction='sum') / idx.shape[1]
             grads = torch.autograd.grad(loss, params)
             _sgd_update(params, grads, bufs, **sgd)
+    if gain:
+        with torch.no_grad():
+            return weight_norm_rows(w, g), None
     return w.detach(), (b.detach() if b is not None else None)
 
 
@@ -207,12 +248,18 @@ def _fit_linear_span(x, y, n_class, w0, b0, order_iter, epochs, batch_size, lr, 
     return torch.baddbmm(w0, a.transpose(1, 2), x, beta=c), b
 
 
-def fit_linear_per_episode(x, y, n_class, *, scale=None, generator=None, epochs=100, batch_size=4,
-                           lr=0.01, momentum=0.9, dampening=0.9, weight_decay=1e-3):
+def fit_linear_per_episode(x, y, n_class, *, scale=None, gain=False, generator=None, init=None,
+                           orders=None, epochs=100, batch_size=4, lr=0.01, momentum=0.9,
+                           dampening=0.9, weight_decay=1e-3):
     """The authors' way for one episode: a fresh ``nn.Linear`` + ``torch.optim.SGD``.
 
     Args:
         x: ``N × D`` support features; y: ``N`` labels.
+        scale, gain: the classifier, as in :func:`fit_linear_batched`; ``gain`` wraps the layer
+            in ``torch.nn.utils.parametrizations.weight_norm(dim=0)`` as the published
+            Baseline++ does (its ``weight`` is then ``g · v / ‖v‖``).
+        init: optional ``(W, b or None)`` replacing ``nn.Linear``'s draw; orders: optional
+            ``epochs × N`` minibatch orders replacing ``torch.randperm`` (tests).
     Returns:
         the trained ``nn.Linear`` (for ``scale`` set: bias-free, used as a cosine classifier).
     """
@@ -220,14 +267,25 @@ def fit_linear_per_episode(x, y, n_class, *, scale=None, generator=None, epochs=
     if generator is not None:  # nn.Linear draws from the global RNG: seed it from ours
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
     clf = nn.Linear(d, n_class, bias=scale is None).to(x.device)
+    if init is not None:
+        with torch.no_grad():
+            clf.weight.copy_(init[0])
+            if init[1] is not None:
+                clf.bias.copy_(init[1])
+    if gain:
+        clf = nn.utils.parametrizations.weight_norm(clf, 'weight', dim=0)
     opt = torch.optim.SGD(clf.parameters(), lr=lr, momentum=momentum, dampening=dampening,
                           weight_decay=weight_decay)
-    for _ in range(epochs):
-        perm = torch.randperm(n)
+    for epoch in range(epochs):
+        perm = torch.randperm(n) if orders is None else orders[epoch]
         for s in range(0, n, batch_size):
             idx = perm[s:s + batch_size]
-            out = clf(x[idx]) if scale is None else \
-                linear_logits(x[idx][None], clf.weight[None], None, scale)[0]
+            if scale is None:
+                out = clf(x[idx])
+            elif gain:
+                out = cosine_logits(x[idx][None], clf.weight[None], scale)[0]
+            else:
+                out = linear_logits(x[idx][None], clf.weight[None], None, scale)[0]
             loss = F.cross_entropy(out, y[idx])
             opt.zero_grad()
             loss.backward()
