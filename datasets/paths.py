@@ -203,7 +203,9 @@ class LayoutSpec:
 @dataclass(frozen=True)
 class Layout:
     """A layout found under a root: ``name`` (``project`` | ``published``), the folder holding
-    the annotations and the folder holding the videos (``None``: the caller decides)."""
+    the annotations (``ann_dir``), the folder holding the videos (``video_dir``; ``None``: the
+    caller decides), the annotation file that identified it (``marker``) and whether the
+    videos sit in a named folder rather than in the root itself (``explicit_videos``)."""
     name: str
     root: pathlib.Path
     ann_dir: pathlib.Path
