@@ -29,14 +29,16 @@ def run(args, cache):
 def test_scoring_on_the_transfer_split(tmp_path):
     cache, base, score = tmp_path / 'cache', tmp_path / 'base', tmp_path / 'score'
     run(['main.py', 'configs/scenemotion/res3d18.yaml', 'optimizer.epochs=1', '--output-dir', str(base)], cache)
+    # the published code's loss arguments (temperature, batchmean) run unchanged
     run(['main-drl.py', 'configs/scenemotion-transfer/res3d18.yaml', 'configs/scoring/scenemotion.yaml',
-         'sp.optimizer.epochs=1', '--pretrain', str(base / 'checkpoint.pth.tar'), '--output-dir', str(score)], cache)
+         'sp.optimizer.epochs=1', 'sp.criterion.args={temperature: 1.0, reduction: batchmean}',
+         '--pretrain', str(base / 'checkpoint.pth.tar'), '--output-dir', str(score)], cache)
     res = json.loads((score / 'results.json').read_text())
     assert res['n_videos'] == 12  # transfer-test, not pretrain-val (8)
     assert 0.0 <= res['dynamic_score'] <= 1.0
     assert abs(res['dynamic_score'] + res['agreement'] - 1) < 1e-9
     sp = (score / 'config_sp.yaml').read_text()
-    assert 'widen_factor: 0.25' in sp
+    assert 'widen_factor: 0.25' in sp and 'batchmean' in sp
 
 
 def test_graph_order_skip_and_resume(tmp_path):
