@@ -149,11 +149,14 @@ def main():
     ap.add_argument('--jobs', type=int, default=2, help='commands run at once (one thread each)')
     ap.add_argument('--no-sweep', action='store_true', help='skip the one-seed sweep of DRL knobs')
     ap.add_argument('--page', default='docs/results/scenemotion.md')
+    ap.add_argument('--report-only', action='store_true',
+                    help='write the page from the finished runs under --out, run nothing')
     a = ap.parse_args()
     page = os.path.join(ROOT, a.page)
     os.makedirs(os.path.dirname(page), exist_ok=True)
     g, rewrite = build(a.seeds, a.out, not a.no_sweep, a.jobs, lambda m: print(m, flush=True), page)
-    g.run()
+    if not a.report_only:
+        g.run()
     rewrite(g)
     failed = [j.key for j in g.items.values() if j.state in ('failed', 'skipped')]
     print(f'page: {a.page}' + (f'; {len(failed)} commands failed or skipped: {failed}' if failed else ''))
