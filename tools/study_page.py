@@ -216,7 +216,8 @@ def write(paths, seeds, graph, page):
         with open(findings) as f:
             lines += ['', f.read().strip()]
     lines += ['', '![SceneMotion study](scenemotion.png)', '', PROTOCOL, '', '## Commands', '', '```']
-    lines += [j.shown for j in graph.items.values()]
+    lines += [j.shown if j.state == 'done' else f'{j.shown}   # {j.state}, not in the tables'
+              for j in graph.items.values()]
     lines += ['```', '']
     with open(page, 'w') as f:
         f.write('\n'.join(lines))
