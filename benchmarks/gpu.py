@@ -28,7 +28,6 @@ every step):
 A summary block of ``key=value`` lines ends the output.
 """
 import argparse
-import contextlib
 import fractions
 import math
 import os

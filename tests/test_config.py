@@ -7,7 +7,6 @@ import pytest
 import yaml
 
 from utils.config import ConfigError, load_config, load_sp_config, parse_override
-from utils.config_schema import CFG_SCHEMA, SP_SCHEMA
 from utils.registry import Registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
