@@ -85,3 +85,35 @@ def test_report_statistics(tmp_path):
     assert 'paired' not in models['resnet3d']
     line = [x for x in study_page.paired_lines(models) if x.startswith('| resnet3d-x')][0]
     assert '+0.4' in line and '**clear**' in line
+
+
+def test_penalty_probe_step_and_restore():
+    """tools/penalty_probe.py: first-order gain lr·‖g‖², parameters restored after the probe, and
+    a model that sees only the first frame (static by construction) has nothing to gain."""
+    import torch
+    from tools.penalty_probe import kl, probe_batch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 3 * 4, 5))
+    x = torch.randn(6, 2, 3, 4)  # B × C × T × W stands in for a clip; time is dim 2
+    x_s = x[:, :, :1].expand_as(x).contiguous()
+    y = torch.randint(0, 5, (6,))
+    before = [p.detach().clone() for p in model.parameters()]
+    r = probe_batch(model, x, x_s, y, lr=1e-4)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    base = kl(model(x), model(x_s).detach())
+    g = torch.autograd.grad(base, list(model.parameters()))
+    assert r['predicted'] == pytest.approx(1e-4 * sum(t.pow(2).sum() for t in g).item(), rel=1e-5)
+    assert r['detached'] == pytest.approx(r['predicted'], rel=0.05)  # small step: first order holds
+    assert -1 <= r['cos_penalty_ce'] <= 1
+
+    class FirstFrame(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(2 * 4, 5)
+
+        def forward(self, v):
+            return self.fc(v[:, :, 0].flatten(1))
+
+    r = probe_batch(FirstFrame(), x, x_s, y, lr=1e-2)
+    assert r['kl'] == pytest.approx(0, abs=1e-7) and r['actual'] == pytest.approx(0, abs=1e-7)
