@@ -54,7 +54,8 @@ MODELS = {
     'resnet3d-drl-dir-shuffle': ('main-drl-dir.py', [R3D, 'configs/drl/kd0.5-shuffle.yaml'], '3d', 'resnet3d'),
 }
 FULL = ('score', 'temporality', 'probe', 'fewshot')
-CONTROLS = ('resnet2d', 'resnet3d', 'resnet3d-bias0')  # also fine-tuned: its seed spread beside the probe's
+CONTROLS = ('resnet2d', 'resnet3d', 'resnet3d-bias0')
+PENALTY = ('resnet3d', 'resnet3d-bias0', 'resnet3d-drl-dir-freeze', 'resnet3d-drl-dir-shuffle')  # also fine-tuned: its seed spread beside the probe's
 # the sweep (seed 0): where does each DRL variant start to act? (cheap knobs first)
 SWEEP = {
     'dir-freeze λ=2': ('main-drl-dir.py', [R3D, 'configs/drl/kd0.5-freeze.yaml', 'sp.criterion.lambda=2'],
@@ -94,11 +95,15 @@ def add_model(g, name, spec, seed, out, measures):
         'probe': (['main.py', probe], f'{d}/probe', 'results.json'),
         'finetune': (['main.py', transfer], f'{d}/finetune', 'results.json'),
         'fewshot': (['main-fsl.py', fewshot], f'{d}/fewshot', 'results.json'),
+        # what one step along DRL-dir's penalty does to it (tools/penalty_probe.py)
+        'penalty': (['tools/penalty_probe.py', pre, '--lr', '0.0005', *(['--shuffle'] if 'shuffle' in name else [])],
+                    f'{d}/penalty', 'penalty_probe.json'),
     }
     paths = {'train': f'{d}/results.json', 'dir': d}
     for m in measures:
         c, od, res = cmds[m]
-        g.add(f'{key}/{m}', [*c, *ck, '--output-dir', od, *s], f'{od}/{res}', [key])
+        flags = s if m != 'penalty' else ['--seed', str(seed)]
+        g.add(f'{key}/{m}', [*c, *ck, '--output-dir', od, *flags], f'{od}/{res}', [key])
         paths[m] = f'{od}/{res}'
     return paths
 
@@ -121,12 +126,15 @@ def build(seeds, out, sweep, jobs, log, page):
         for name, spec in MODELS.items():
             if is_attack(name) == attacks:
                 measures = FULL + (('finetune',) if name in CONTROLS else ())
+                measures += ('penalty',) if name in PENALTY else ()
                 paths[('main', name, seed)] = add_model(g, name, spec, seed, out, measures)
 
     def add_sweep(attacks):
         for name, spec in SWEEP.items():
             if sweep and is_attack(name) == attacks:
-                paths[('sweep', name, seeds[0])] = add_model(g, name, spec, seeds[0], out, ('score', 'temporality'))
+                extra = ('penalty',) if 'dir' in name else ()
+                paths[('sweep', name, seeds[0])] = add_model(g, name, spec, seeds[0], out,
+                                                             ('score', 'temporality', *extra))
 
     for seed in seeds:
         add_main(seed, attacks=False)

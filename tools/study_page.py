@@ -23,7 +23,12 @@ COLUMNS = {
     'finetune_acc1': ('transfer Acc@1 (fine-tuned)', ('finetune', 'Acc@1')),
     'fewshot_acc1': ('5-way 5-shot novel Acc@1', ('fewshot', 'Acc@1')),
 }
-EXTRA = {'score_pretrain': ('score_pretrain', 'dynamic_score')}  # read, but not a column
+EXTRA = {'score_pretrain': ('score_pretrain', 'dynamic_score'),  # read, but not columns
+         'penalty_kl': ('penalty', 'kl'), 'penalty_ratio': ('penalty', 'ratio_actual_detached'),
+         'penalty_cos': ('penalty', 'cos_penalty_ce')}
+PENALTY = {'penalty_kl': 'KL(p(x) ‖ p(x_static)) on train clips',
+           'penalty_ratio': 'actual / static-side-held gain of one step',
+           'penalty_cos': 'cosine(penalty ascent, CE descent)'}
 PAIRED = ('dynamic_score', 'frozen_acc1', 'transfer_acc1', 'finetune_acc1', 'fewshot_acc1')
 # per-epoch training diagnostics of the DRL runs (metrics.csv columns)
 DIAG = {
@@ -191,6 +196,16 @@ def write(paths, seeds, graph, page):
               'Per seed, model minus that seed\'s `resnet3d`; mean and standard deviation over seeds. '
               '**clear**: |mean| > 2 × sd.', ''] + paired_lines(models)
     lines += ['', '## Training diagnostics of the DRL runs (mean over seeds)', ''] + diag_lines(table)
+    rows = [(n, per_seed) for n, per_seed in list(table.items()) + list(sweep.items())
+            if any('penalty_kl' in r for r in per_seed.values())]
+    if rows:
+        lines += ['', '## What a step along the DRL-dir penalty does (`tools/penalty_probe.py`, mean over seeds)', '',
+                  'Eval mode, 8 training batches, step 0.0005 along the gradient of the detached penalty '
+                  '(frozen clips; shuffled for the shuffle run).', '',
+                  '| model | ' + ' | '.join(PENALTY.values()) + ' |', '|---|' + '---|' * len(PENALTY)]
+        for name, per_seed in rows:
+            lines.append(f'| {name} | ' + ' | '.join(mean_ci([r[k] for r in per_seed.values() if k in r])
+                                                     for k in PENALTY) + ' |')
     protocol = data.get('protocol', {})
     if protocol:
         lines += ['', f'## Why score on transfer (seed {seeds[0]})', '',
