@@ -79,7 +79,7 @@ def test_report_statistics(tmp_path):
     models = study_page.summary(table)
     mean, ci = models['resnet3d']['dynamic_score']
     assert mean == pytest.approx(0.2) and ci == pytest.approx(4.303 * 0.1 / 3 ** 0.5)
-    assert models['resnet3d']['transfer_acc1_std'] == pytest.approx(1.0)
+    assert models['resnet3d']['probe_acc1_std'] == pytest.approx(1.0)
     d_mean, d_sd = models['resnet3d-x']['paired']['dynamic_score']
     assert d_mean == pytest.approx(0.4) and d_sd == pytest.approx(0.1)  # diffs 0.4, 0.5, 0.3
     assert 'paired' not in models['resnet3d']

@@ -9,8 +9,7 @@ DRL-dir freeze / shuffle, each from that seed's baseline). Every model is measur
 * its dynamic score on the ``transfer`` subset, where scene and class are independent
   (``configs/scoring/scenemotion.yaml``: a frame-wise mimic trained on transfer-train);
 * its accuracy on normal and frozen pretrain-val clips (``tools/temporality.py``);
-* transfer: a linear probe on transfer-train, tested on transfer-test (the controls are also
-  fine-tuned, to compare the two protocols' seed spread);
+* transfer: fine-tuning and a linear probe on transfer-train, tested on transfer-test;
 * 5-way 5-shot accuracy on the novel motions.
 
 Then a sweep on one seed: DRL knobs (λ, eps) and a partly static baseline. Writes
@@ -53,7 +52,7 @@ MODELS = {
     'resnet3d-drl-dir-freeze': ('main-drl-dir.py', [R3D, 'configs/drl/kd0.5-freeze.yaml'], '3d', 'resnet3d'),
     'resnet3d-drl-dir-shuffle': ('main-drl-dir.py', [R3D, 'configs/drl/kd0.5-shuffle.yaml'], '3d', 'resnet3d'),
 }
-FULL = ('score', 'temporality', 'probe', 'fewshot')
+FULL = ('score', 'temporality', 'probe', 'finetune', 'fewshot')
 CONTROLS = ('resnet2d', 'resnet3d', 'resnet3d-bias0')
 PENALTY = ('resnet3d', 'resnet3d-bias0', 'resnet3d-drl-dir-freeze', 'resnet3d-drl-dir-shuffle')  # also fine-tuned: its seed spread beside the probe's
 # the sweep (seed 0): where does each DRL variant start to act? (cheap knobs first)
@@ -125,7 +124,7 @@ def build(seeds, out, sweep, jobs, log, page):
     def add_main(seed, attacks):
         for name, spec in MODELS.items():
             if is_attack(name) == attacks:
-                measures = FULL + (('finetune',) if name in CONTROLS else ())
+                measures = FULL
                 measures += ('penalty',) if name in PENALTY else ()
                 paths[('main', name, seed)] = add_model(g, name, spec, seed, out, measures)
 
