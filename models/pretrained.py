@@ -74,6 +74,17 @@ def load_imagenet_weights(module, arch, pretrained_path=None, skip_prefixes=('fc
     path = find_weights(arch, pretrained_path)
     state = torch.load(path, map_location='cpu', weights_only=True)
     state = {k: v for k, v in state.items() if not k.startswith(tuple(skip_prefixes))}
+    return load_trunk(module, state, path, arch)
+
+
+def load_trunk(module, state, path, arch):
+    """Load ``state`` into ``module`` non-strictly; every key but the head's must fit.
+
+    Raises:
+        RuntimeError: naming ``path``, ``arch`` and the first missing / unexpected keys.
+    Returns:
+        ``path``.
+    """
     missing, unexpected = module.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith('head.')]
     if missing or unexpected:

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from . import MODELS
 from .head import VideoModel
-from .pretrained import find_weights
+from .pretrained import find_weights, load_trunk
 
 # arch -> (family, pooled feature width D)
 ARCHS = {
@@ -124,12 +124,7 @@ class TorchvisionVideo(VideoModel):
         head = {'head.' + k: v for k, v in self.head.state_dict().items()}
         if any(k not in head or head[k].shape != state[k].shape for k in state if k.startswith('head.')):
             state = {k: v for k, v in state.items() if not k.startswith('head.')}
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith('head.')]
-        if missing or unexpected:
-            raise RuntimeError(f'{path} does not fit {self.arch}: missing keys {missing[:5]}, '
-                               f'unexpected keys {unexpected[:5]}')
-        return path
+        return load_trunk(self, state, path, self.arch)
 
     def forward_features(self, x, feats=None):
         """Clips ``N × C × T × H × W`` → pooled features ``N × D``."""
