@@ -40,10 +40,9 @@ MODELS = {
     'resnet2d': ('main.py', [R2D], '2d', None),
     'resnet3d': ('main.py', [R3D], '3d', None),
     'resnet3d-bias0': ('main.py', ['configs/scenemotion/res3d18-bias0.yaml'], '3d', None),
-    'resnet3d-stillmix': ('main.py', ['configs/scenemotion/res3d18-stillmix.yaml'], '3d', None),
-    # blended clips are a harder task: at the baseline's 12 epochs some seeds have not yet
-    # moved from the (weakened) scene to the motion; twice the epochs (the baseline's own
-    # behaviour at 24 epochs is in the sweep)
+    # blended clips are a harder task: at the baseline's 12 epochs some seeds had not yet moved
+    # from the (weakened) scene to the motion (findings, 2.); twice the epochs (the baseline's
+    # own behaviour at 24 epochs is in the sweep)
     'resnet3d-stillmix-24ep': ('main.py', ['configs/scenemotion/res3d18-stillmix.yaml', 'optimizer.epochs=24',
                                            'optimizer.schedule.args.T_max=24'], '3d', None),
     'resnet3d-be': ('main.py', ['configs/scenemotion/res3d18-be.yaml'], '3d', None),
