@@ -147,3 +147,28 @@ def test_every_tag_matches_libswscale(pix, colorspace, color_range):
     ours = convert.finish([convert(f)])[0][centres].astype(np.int16)
     ref = f.to_ndarray(format='rgb24')[centres].astype(np.int16)
     assert np.abs(ours - ref).max() <= TOL
+
+
+@pytest.mark.parametrize('name', ['untagged', 'bt709-tv', 'bt2020-tv', 'yuvj420p', 'vp9-bt709-pc'])
+def test_prepared_videos_keep_their_colours(tmp_path, name):
+    # tools/prepare_videos.py scales the planes without re-matrixing: the output must carry the
+    # source's colour space tag and be brought to (and tagged) limited range, or the reader
+    # would use the wrong matrix (~15-25 levels off on these bars)
+    from tools.prepare_videos import transcode
+    _, kind, pix, cs, rng, *_ = next(c for c in CASES if c[0] == name)
+    size = (2 * BAR_W * len(BARS), 2 * H)
+    src = write_video(str(tmp_path / f'src.{kind}'), 4, size=size, pix_fmt=pix, colorspace=cs,
+                      color_range=rng, frame_fn=lambda i, h, w: np.repeat(bars(i, h, w // 2), 2, 1))
+    dst = str(tmp_path / 'dst.mp4')
+    transcode(src, dst, H)
+    f = decoded_frames(dst)[0]
+    assert f.format.name == 'yuv420p' and f.color_range in (0, 1)  # limited
+    assert f.colorspace == (cs if cs is not None else 2)
+    a, _ = read_clips(src, 1, 4, -1, 'uniform', short_side=H)
+    b, _ = read_clips(dst, 1, 4, -1, 'uniform')
+    assert a.shape == b.shape
+    cols = np.arange(len(BARS))[:, None] * BAR_W + np.arange(4, BAR_W - 4)
+
+    def bar_means(v):
+        return v[0].numpy().astype(np.float32)[:, :, cols].mean(axis=(0, 1, 3))
+    assert np.abs(bar_means(a) - bar_means(b)).max() <= 5  # x264 at crf 23 on tiny frames
