@@ -4,10 +4,16 @@
 each clip, decodes forward, skips frames before the clip without converting them and converts
 only the frames it keeps. With ``short_side`` the resize is folded into the colour conversion:
 yuv420p planes are resized one by one (OpenCV, area filter) and the clip is turned into RGB
-with one BT.601 matrix, which is cheaper than converting at full size and resizing. Scaling
+with one colour matrix, which is cheaper than converting at full size and resizing. Scaling
 before the colour conversion keeps chroma at its own resolution, so the output is close to,
 not bit-equal with, torchvision's resize of the full-size RGB frame (mean abs difference
 ~1.3 levels on natural video; ``tests/test_decode.py``).
+
+The colour matrix is the file's own: :func:`colour_standard` reads the decoded frames'
+``colorspace`` / ``color_range`` tags once per video (BT.709, BT.601, BT.2020, FCC, SMPTE 240M;
+limited or full range, ``yuvj*`` formats being full range) and falls back where FFmpeg's
+libswscale does: an untagged stream is BT.601, limited range unless marked full
+(``tests/test_colour_matrix.py`` compares with libswscale's own conversion).
 
 ``decode_device='cuda'`` (``dataset.decode_device``) decodes on the GPU's video engines
 through PyAV's hardware acceleration (``av.codec.hwaccel``, NVDEC): same sampling, seeking and
@@ -15,6 +21,7 @@ frame selection, the decoded frames are downloaded (NV12) and converted on the C
 Where no hardware decoder is usable the reader decodes on the CPU and says so once per process.
 """
 import ctypes
+import functools
 import logging
 import os
 import threading
@@ -270,15 +277,43 @@ def _reformatter():
     return _local.sws
 
 
-def _yuv_matrix(full_range):
-    """3 × 4 BT.601 YUV -> RGB map (what libswscale applies by default), limited or full range."""
-    if full_range:
-        m, off = np.array([[1, 0, 1.402], [1, -0.344136, -0.714136], [1, 1.772, 0]]), [0, 128, 128]
-    else:
-        m = np.array([[1.164383, 0, 1.596027], [1.164383, -0.391762, -0.812968],
-                      [1.164383, 2.017232, 0]])
-        off = [16, 128, 128]
-    return np.concatenate([m, -(m @ np.array(off, np.float64))[:, None]], 1).astype(np.float32)
+# YUV -> RGB matrices by (Kr, Kb) luma weights, and the libswscale colour space of each (the
+# ``src_colorspace`` of ``VideoReformatter.reformat``, for formats converted by libswscale)
+STANDARDS = {'bt601': (0.299, 0.114, 'ITU601'),       # SMPTE 170M, BT.470 BG: SD video
+             'bt709': (0.2126, 0.0722, 'ITU709'),     # HD video
+             'bt2020': (0.2627, 0.0593, 'BT2020'),    # UHD / HDR (non-constant luminance)
+             'fcc': (0.30, 0.11, 'FCC'),
+             'smpte240m': (0.212, 0.087, 'SMPTE240M')}
+# frame.colorspace (FFmpeg's AVColorSpace) -> standard. Every other value is read as BT.601,
+# as libswscale does for an unspecified (2) colour space; libswscale rejects BT.2020
+# constant luminance (10) and YCgCo (8): the first gets the BT.2020 matrix, the second BT.601.
+_TAGGED = {1: 'bt709', 4: 'fcc', 7: 'smpte240m', 9: 'bt2020', 10: 'bt2020'}
+_JPEG_RANGE = 2  # frame.color_range of full-range ("pc", "jpeg") video; 0 / 1: limited
+
+
+def colour_standard(frame):
+    """``(standard, full_range)`` of a decoded frame: its ``colorspace`` tag as a key of
+    :data:`STANDARDS` (untagged: ``'bt601'``) and whether its YUV is full range (a
+    ``color_range`` tag of JPEG / "pc", or a ``yuvj*`` pixel format, which libswscale always
+    reads as full range; otherwise limited, 16-235)."""
+    full = frame.color_range == _JPEG_RANGE or frame.format.name.startswith('yuvj')
+    return _TAGGED.get(frame.colorspace, 'bt601'), full
+
+
+@functools.cache
+def _yuv_matrix(standard='bt601', full_range=False):
+    """3 × 4 float32 map from 8-bit ``(Y, U, V, 1)`` to RGB for one of :data:`STANDARDS`,
+    limited (Y 16-235, U / V 16-240) or full range."""
+    kr, kb, _ = STANDARDS[standard]
+    kg = 1 - kr - kb
+    m = np.array([[1, 0, 2 * (1 - kr)],
+                  [1, -2 * kb * (1 - kb) / kg, -2 * kr * (1 - kr) / kg],
+                  [1, 2 * (1 - kb), 0]])
+    off = np.array([0.0, 128, 128])
+    if not full_range:
+        m = m * np.array([255 / 219, 255 / 224, 255 / 224])
+        off[0] = 16
+    return np.concatenate([m, -(m @ off)[:, None]], 1).astype(np.float32)
 
 
 def _plane(p):
@@ -314,19 +349,21 @@ def _box(crop, h, w):
 class _Converter:
     """Turns the decoded frames a clip keeps into one uint8 ``N × h × w × 3`` RGB array.
 
-    Set up from the first frame it is given (pixel format, colour range, size, crop box):
+    Set up from the first frame it is given (pixel format, colour tags, size, crop box):
     with the quick probe of :func:`open_video` the stream header does not know the pixel
-    format, and the frames are the authority on it anyway.
+    format, and the frames are the authority on it anyway. The colour matrix is the one the
+    first frame's tags ask for (:func:`colour_standard`), chosen once for the video.
 
     8-bit yuv420p (nearly every H.264 / VP9 / MPEG-4 file): each plane is resized on its own
     with OpenCV (area filter when shrinking; chroma is already half size, so a 2× downscale
     leaves it as is) into a planar buffer of up to ``n_max`` frames, and :meth:`finish`
-    interleaves the buffer and turns it into RGB with one BT.601 colour matrix for the whole
-    clip (about twice as fast as libswscale per frame, and closer to torchvision's resize of
-    the RGB frame). With a crop box, planes are resized whole and then cut, and only the box
-    is interleaved and converted. NV12 (what a hardware decoder hands back for the same
-    4:2:0 video: U and V interleaved in one plane) takes the same path after splitting U and
-    V, so it gives the very same pixels. Other pixel formats go through libswscale.
+    interleaves the buffer and turns it into RGB with that matrix for the whole clip (about
+    twice as fast as libswscale per frame, and closer to torchvision's resize of the RGB
+    frame). With a crop box, planes are resized whole and then cut, and only the box is
+    interleaved and converted. NV12 (what a hardware decoder hands back for the same 4:2:0
+    video: U and V interleaved in one plane, the tags carried over) takes the same path after
+    splitting U and V, so it gives the very same pixels. Other pixel formats go through
+    libswscale, told the same colour space and range.
     """
 
     def __init__(self, short_side, crop, n_max):
@@ -340,8 +377,9 @@ class _Converter:
         top, left, ch, cw = self.box or (0, 0, h, w)
         self.rows, self.cols = slice(top, top + ch), slice(left, left + cw)
         self.yuv = self.pix in ('yuv420p', 'yuvj420p', 'nv12')
+        self.standard, self.full = colour_standard(f)  # once per video, not per frame
         if self.yuv:
-            self.full = self.pix == 'yuvj420p' or f.color_range == 2  # 2 = JPEG (full) range
+            self.matrix = _yuv_matrix(self.standard, self.full)
             self.buf = np.empty((3, self.n_max, ch, cw), np.uint8)  # Y, U, V of kept frames
             self.whole = np.empty((h, w), np.uint8) if self.box else None  # a plane before its cut
 
@@ -352,7 +390,9 @@ class _Converter:
         if f.format.name != self.pix:  # a frame unlike the first: bring it to the same format
             f = f.reformat(format=self.pix)
         if not self.yuv:
-            rgb = _reformatter().reformat(f, self.w, self.h, 'rgb24', interpolation=SWS_INTERP)
+            rgb = _reformatter().reformat(f, self.w, self.h, 'rgb24', interpolation=SWS_INTERP,
+                                          src_colorspace=STANDARDS[self.standard][2],
+                                          src_color_range='JPEG' if self.full else 'MPEG')
             return np.ascontiguousarray(rgb.to_ndarray()[self.rows, self.cols])
         i, (h, w), box = self.count, (self.h, self.w), self.box
         self.count += 1
@@ -373,7 +413,7 @@ class _Converter:
             return np.stack(converted)
         n, (ch, cw) = self.count, self.buf.shape[2:]
         yuv = cv2.merge([self.buf[p, :n].reshape(n * ch, cw) for p in range(3)])
-        rgb = cv2.transform(yuv, _yuv_matrix(self.full)).reshape(n, ch, cw, 3)
+        rgb = cv2.transform(yuv, self.matrix).reshape(n, ch, cw, 3)
         return rgb if converted == list(range(n)) else rgb[converted]
 
 

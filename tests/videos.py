@@ -47,12 +47,21 @@ def frame_id(frame):
     return i
 
 
+# FFmpeg's AVColorSpace tag -> libswscale's name for its matrix (to encode with it)
+SWS_COLORSPACE = {1: 'ITU709', 4: 'FCC', 5: 'ITU601', 6: 'SMPTE170M', 7: 'SMPTE240M',
+                  9: 'BT2020'}
+
+
 def write_video(path, n_frames, fps=30, size=(64, 48), frame_fn=index_frame, fmt=None,
-                pix_fmt=None):
+                pix_fmt=None, colorspace=None, color_range=None):
     """Encode ``n_frames`` frames of ``size=(width, height)`` at ``fps`` to ``path``.
 
     ``fmt`` is ``'mp4'`` (H.264), ``'avi'`` (MPEG-4 part 2) or ``'webm'`` (VP9); by default
     taken from the extension; ``pix_fmt`` overrides its pixel format (e.g. ``'yuv444p'``).
+    ``colorspace`` / ``color_range``: FFmpeg's tags (``AVColorSpace``: 1 BT.709, 6 SMPTE 170M
+    (BT.601), 9 BT.2020…; ``AVColorRange``: 1 limited "tv", 2 full "pc") written into the
+    stream (H.264 and VP9 carry them; MPEG-4 in AVI does not), the RGB frames turned into YUV
+    with that matrix and range. Untagged (``None``): BT.601 limited, libswscale's default.
     Returns ``path``.
     """
     fmt = fmt or os.path.splitext(path)[1].lstrip('.')
@@ -64,8 +73,16 @@ def write_video(path, n_frames, fps=30, size=(64, 48), frame_fn=index_frame, fmt
         s = c.add_stream(codec, rate=fractions.Fraction(fps).limit_denominator(1001))
         s.width, s.height, s.pix_fmt = w, h, pix_fmt
         s.options = dict(opts)
+        if colorspace is not None:
+            s.codec_context.colorspace = colorspace
+        if color_range is not None:
+            s.codec_context.color_range = color_range
         for i in range(n_frames):
             frame = av.VideoFrame.from_ndarray(frame_fn(i, h, w), format='rgb24')
+            if colorspace is not None or color_range is not None:
+                frame = frame.reformat(format=pix_fmt,
+                                       dst_colorspace=SWS_COLORSPACE.get(colorspace),
+                                       dst_color_range=color_range)
             for p in s.encode(frame):
                 c.mux(p)
         for p in s.encode():

@@ -44,10 +44,28 @@ def out_size(w, h, short_side):
     return max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
 
 
+# AVColorSpace values whose YUV planes are kept as they are and tagged on the output: BT.709,
+# FCC, BT.470 BG, SMPTE 170M, SMPTE 240M, BT.2020 (non-constant and constant luminance)
+KEPT_COLORSPACES = (1, 4, 5, 6, 7, 9, 10)
+
+
+def _kept_colorspace(frame):
+    """The colour space tag the output takes from a decoded source ``frame``, or ``None``
+    (untagged: what libswscale, and the reader, read as BT.601). RGB sources are turned into
+    YUV with libswscale's default BT.601 matrix and stay untagged."""
+    if frame.format.is_rgb or frame.colorspace not in KEPT_COLORSPACES:
+        return None
+    return frame.colorspace
+
+
 def transcode(src, dst, short_side, gop=16, crf=23, preset='veryfast'):
     """Re-encode one file to ``dst`` (via ``dst.part``). Returns the number of frames written.
 
-    The output is constant frame rate at the source's average rate, H.264 yuv420p.
+    The output is constant frame rate at the source's average rate, H.264 yuv420p, limited
+    range (a full-range source is brought to 16-235) and tagged so. The planes are scaled
+    without a change of colour matrix, so the output is tagged with the source's colour space
+    (:func:`_kept_colorspace`): a BT.709 source stays BT.709 for the reader
+    (``datasets.decode.colour_standard``); an untagged one stays untagged (read as BT.601).
     """
     fmt = VIDEO_FORMATS[os.path.splitext(dst)[1].lower()]
     tmp = dst + '.part'
@@ -63,9 +81,15 @@ def transcode(src, dst, short_side, gop=16, crf=23, preset='veryfast'):
                 vout.width, vout.height, vout.pix_fmt = w, h, 'yuv420p'
                 vout.options = {'crf': str(crf), 'preset': preset, 'threads': '1',
                                 'x264-params': f'keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0'}
+                vout.codec_context.color_range = 1  # limited ("tv"), what the frames become
                 n = 0
                 for frame in inp.decode(vin):
-                    img = frame.reformat(width=w, height=h, format='yuv420p', interpolation='AREA')
+                    if n == 0:
+                        colorspace = _kept_colorspace(frame)
+                        if colorspace is not None:
+                            vout.codec_context.colorspace = colorspace
+                    img = frame.reformat(width=w, height=h, format='yuv420p', interpolation='AREA',
+                                         dst_color_range='MPEG')
                     img.pts, img.time_base = n, Fraction(1) / rate
                     out.mux(vout.encode(img))
                     n += 1
