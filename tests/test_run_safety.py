@@ -189,3 +189,25 @@ def test_results_json_is_strict_json(tmp_path):
         raise ValueError(f'bare {name} in results.json')
     data = json.loads(path.read_text(), parse_constant=refuse)
     assert data == {'Acc@1': None, 'loss': None, 'per_class': [1.0, None], 'nested': {'kl': None, 'n': 3}}
+
+
+def test_full_disk_while_logging_is_one_line(tmp_path, capsys):
+    """log.txt on a full device (a symlink to /dev/full, whose writes fail with ENOSPC): the
+    run stops with one line instead of logging's traceback per record."""
+    import logging
+    from utils.logging_utils import setup_logging
+    from utils.runner import run_entry
+    os.symlink('/dev/full', tmp_path / 'log.txt')
+
+    def main(args):
+        setup_logging(str(tmp_path))
+        logging.getLogger('drl').info('epoch 1 done')
+
+    try:
+        with pytest.raises(SystemExit) as stop:
+            run_entry(main, None)
+    finally:
+        setup_logging(None)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f'error: no space left on device while writing {tmp_path / "log.txt"}', err

@@ -16,8 +16,9 @@ import time
 from .errors import UserError
 
 LOCK_NAME = '.lock'
-# temporary files of utils.checkpoint._atomic: ".<name>.tmp<pid>"
-_TMP = re.compile(r'^\.(?P<name>.+)\.tmp(?P<pid>\d+)$')
+# temporary files of utils.checkpoint._atomic (".<name>.tmp<pid>") and of
+# utils.config.save_config ("config.yaml.tmp<pid>")
+_TMP = re.compile(r'^(?:\.(?P<name>.+)|(?P<cfg>config(?:_sp)?\.yaml))\.tmp(?P<pid>\d+)$')
 
 
 class FolderBusyError(UserError):
@@ -113,8 +114,9 @@ def read_record(path):
 
 
 def remove_stale_temporaries(folder):
-    """Delete the temporary checkpoint / JSON files (``.<name>.tmp<pid>``) of processes that are
-    no longer alive (a run killed mid-write). Call with the folder's lock held.
+    """Delete the temporary checkpoint / JSON / config files (``.<name>.tmp<pid>``,
+    ``config.yaml.tmp<pid>``) of processes that are no longer alive (a run killed mid-write).
+    Call with the folder's lock held.
 
     Returns:
         the names removed.

@@ -63,11 +63,20 @@ def run_entry(main, args):
     except OSError as e:
         if e.errno not in _USER_ERRNOS:
             raise
-        where = f' while writing {e.filename}' if e.filename else ''
-        _fail(f'{_USER_ERRNOS[e.errno]}{where}')
+        _fail(os_error_line(e))
     finally:
         release_all()
         dist_utils.cleanup()
+
+
+def os_error_line(e):
+    """One line for an ``OSError`` of the disk or permissions, naming the file."""
+    reason = _USER_ERRNOS[e.errno]
+    if e.filename is None:
+        return reason
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f'{reason} while writing {e.filename}'
+    return f'cannot access {e.filename}: {reason}'
 
 
 def _fail(message):
