@@ -23,7 +23,8 @@ KEPT = ('results.json', 'checkpoint.pth.tar', 'model_best.pth.tar', 'config.yaml
 
 def run(args, prefix=(), timeout=300):
     cmd = [*prefix, sys.executable, 'main.py', *map(str, args), '-j', '0']
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=ENV)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=ENV,
+                          check=False)
 
 
 def one_error_line(res, *needles):
@@ -87,10 +88,28 @@ def test_live_folder_refused_then_stale_lock_taken_over(finished, tmp_path):
     assert f'took over the lock of a run that is gone (pid {holder.pid}' in res.stdout
     assert 'resumed from' in res.stdout and 'at epoch 1' in res.stdout
     assert not (out / '.lock').exists()
-    old = list(csv.DictReader(open(finished[1] / 'metrics.csv')))
-    rows = list(csv.DictReader(open(out / 'metrics.csv')))
+    old = list(csv.DictReader((finished[1] / 'metrics.csv').read_text().splitlines()))
+    rows = list(csv.DictReader((out / 'metrics.csv').read_text().splitlines()))
     assert [r['epoch'] for r in rows] == ['1', '2'] and rows[0] == old[0]
     assert float(rows[1]['train_lr']) == pytest.approx(0.1 * 0.5)  # StepLR(step 1, gamma 0.5) at epoch 1
+
+
+def test_live_folder_under_torchrun_stops_every_rank(finished, tmp_path):
+    """Only rank 0 takes the lock; the other rank learns the outcome from it and stops too
+    (no rank waits for the others), so the launch ends at once without writing anything."""
+    cfg, out = copy_run(finished, tmp_path)
+    before = digest(out)
+    holder = hold_lock(out)
+    try:
+        cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port',
+               str(30500 + os.getpid() % 1000), 'main.py', cfg, '--output-dir', str(out), '-j', '0']
+        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV, check=False)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert res.returncode != 0
+    assert f'error: {out} is in use by a live run (pid {holder.pid}' in res.stderr, res.stderr[-3000:]
+    assert digest(out) == before
 
 
 def test_changed_settings_are_refused(finished, tmp_path, ucf_root):  # noqa: F811
@@ -156,7 +175,7 @@ def _can_mount_tmpfs(tmp_path):
     probe.mkdir()
     try:
         r = subprocess.run(['unshare', '--user', '--map-root-user', '--mount', 'mount', '-t', 'tmpfs',
-                            '-o', 'size=1m', 'tmpfs', str(probe)], capture_output=True, timeout=30)
+                            '-o', 'size=1m', 'tmpfs', str(probe)], capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
         return False
     return r.returncode == 0
@@ -176,7 +195,7 @@ def test_full_disk_is_one_line(tmp_path, ucf_root):  # noqa: F811
     script = 'mount -t tmpfs -o size=2m tmpfs "$0" && exec "$@"'
     cmd = ['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c', script, str(out),
            sys.executable, 'main.py', cfg, '--output-dir', str(out), '-j', '0']
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV, check=False)
     one_error_line(res, 'no space left on device while writing', str(out / 'checkpoint.pth.tar'))
 
 
@@ -195,6 +214,7 @@ def test_full_disk_while_logging_is_one_line(tmp_path, capsys):
     """log.txt on a full device (a symlink to /dev/full, whose writes fail with ENOSPC): the
     run stops with one line instead of logging's traceback per record."""
     import logging
+
     from utils.logging_utils import setup_logging
     from utils.runner import run_entry
     os.symlink('/dev/full', tmp_path / 'log.txt')
