@@ -231,3 +231,20 @@ def test_full_disk_while_logging_is_one_line(tmp_path, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.strip() == f'error: no space left on device while writing {tmp_path / "log.txt"}', err
+
+
+def test_compared_keys_and_message():
+    from utils.resume_check import describe, differences, run_identity
+    cfg = {'dataset': {'num_workers': 4, 'root': '/a', 'batch_size': 8}, 'seed': 1,
+           'optimizer': {'epochs': 2, 'args': {'lr': 0.1}}}
+    old = run_identity(cfg, None, 'main.py', 1, False)
+    moved = dict(cfg, dataset={'num_workers': 0, 'root': '/b', 'batch_size': 8})
+    assert differences(old, run_identity(moved, None, 'main.py', 1, False)) == []   # locations, workers
+    new = run_identity(dict(cfg, optimizer={'epochs': 3, 'args': {'lr': 0.1, 'wd': 1e-4}}), {'shuffle': True},
+                       'main-drl-dir.py', 5, True)
+    diffs = differences(old, new)
+    assert [k for k, _, _ in diffs] == ['debug', 'optimizer.args.wd', 'optimizer.epochs', 'script', 'seed']
+    # a checkpoint without a DRL config (main.py) is not compared on sp.* keys
+    text = describe(diffs + [('x', 1, 2)])
+    assert text.startswith('debug False → True, optimizer.args.wd (unset) → 0.0001, optimizer.epochs 2 → 3, '
+                           "script 'main.py' → 'main-drl-dir.py', seed 1 → 5") and text.endswith('… (+1 more)')
