@@ -129,7 +129,6 @@ def main(args):
     head = check_fewshot_config(cfg, args.config, args.evaluate)
     out_dir = args.output_dir or default_output_dir(args.config, args.pretrain, args.debug)
     ctx = setup_run(args, cfg, out_dir)
-    ctx.extra['config'] = cfg
 
     from models import build_model
     pretrain = args.pretrain or cfg['model'].get('pretrain')

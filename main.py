@@ -42,7 +42,6 @@ def main(args):
     cfg = apply_batch_flags(load_config(args.config, args.overrides), args)
     out_dir = args.output_dir or default_output_dir(args.config, args.pretrain, args.debug)
     ctx = setup_run(args, cfg, out_dir)
-    ctx.extra['config'] = cfg
 
     from datasets import build_dataset
     from models import build_model

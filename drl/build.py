@@ -154,7 +154,6 @@ def run_drl(args, build_step):
     if args.seed is None and 'seed' in cfg_sp:
         args.seed = cfg_sp['seed']
     ctx = setup_run(args, cfg, drl_output_dir(args), cfg_sp=cfg_sp)
-    ctx.extra.update(config=cfg, config_sp=cfg_sp)
 
     data, loaders = build_data(cfg, ctx, args)
     step = build_step(cfg, cfg_sp, ctx, args, next(iter(data.values())).classes)

@@ -103,3 +103,40 @@ def test_save_json_atomic(tmp_path):
     save_json({'Acc@1': 50.0}, p)
     assert open(p).read().strip().startswith('{')
     assert os.listdir(tmp_path) == ['results.json']
+
+
+def test_python_rng_state_is_plain_and_old_repr_still_read(tmp_path):
+    random.seed(3)
+    state = rng_state()
+    assert isinstance(state['python'], list) and all(isinstance(x, int) for x in state['python'][1])
+    path = str(tmp_path / 'rng.pth.tar')
+    save_checkpoint({'rng': state}, path)
+    loaded = load_checkpoint(path)['rng']          # weights_only=True accepts it
+    a = random.random()
+    random.seed(99)
+    set_rng_state(loaded)
+    assert random.random() == a
+    random.seed(3)
+    old = dict(state, python=repr(random.getstate()))  # checkpoints before format_version 1
+    random.seed(99)
+    set_rng_state(old)
+    assert random.random() == a
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    from utils.checkpoint import FORMAT_VERSION
+    path = str(tmp_path / 'new.pth.tar')
+    save_checkpoint({'format_version': FORMAT_VERSION, 'epoch': 1}, path)
+    assert load_checkpoint(path)['epoch'] == 1
+    save_checkpoint({'format_version': FORMAT_VERSION + 1, 'epoch': 1}, path)
+    with pytest.raises(RuntimeError, match=f'format_version {FORMAT_VERSION + 1} is newer'):
+        load_checkpoint(path)
+
+
+def test_copies_are_the_bytes_written_and_in_place_first(tmp_path):
+    path, best = str(tmp_path / 'checkpoint.pth.tar'), str(tmp_path / 'model_best.pth.tar')
+    save_checkpoint({'epoch': 1, 'w': torch.arange(4)}, path, copies=[best])
+    assert open(path, 'rb').read() == open(best, 'rb').read()
+    save_checkpoint({'epoch': 2}, path)                       # not best: model_best stays at 1
+    assert load_checkpoint(best)['epoch'] == 1 and load_checkpoint(path)['epoch'] == 2
+    assert sorted(os.listdir(tmp_path)) == ['checkpoint.pth.tar', 'model_best.pth.tar']

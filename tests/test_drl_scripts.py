@@ -68,6 +68,15 @@ def test_main_drl_dir_freeze(setup):
     res, log = _run('main-drl-dir.py', overrides, 'configs/drl/kd0.5-freeze.yaml', out, '--pretrain', str(ckpt))
     assert 'dynamic_score' in res and 'Acc@1' in res
     assert 'frozen clips' in log
+    # the DRL config is part of what a resume checks: another epoch count there is refused
+    before = (out / 'results.json').read_bytes()
+    cmd = [sys.executable, os.path.join(ROOT, 'main-drl-dir.py'), SM_CFG, 'configs/drl/kd0.5-freeze.yaml',
+           'sp.optimizer.epochs=2', *overrides, '--output-dir', str(out), '--device', 'cpu', '--pretrain', str(ckpt)]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-3000:]
+    assert 'sp.optimizer.epochs 1 → 2' in lines[0] and '--resume-changed' in lines[0]
+    assert (out / 'results.json').read_bytes() == before
 
 
 def test_output_dir_rule():

@@ -121,7 +121,8 @@ def test_no_resume_starts_over(tmp_path, ucf_root):
     cfg = tiny_config(tmp_path / 'tiny.yaml', ucf_root, epochs=1)
     out = tmp_path / 'run'
     run_main([cfg, '--output-dir', out])
-    res = run_main([cfg, '--output-dir', out, 'optimizer.epochs=2'])
+    # more epochs is a changed setting: resumed only when asked (tests/test_run_safety.py)
+    res = run_main([cfg, '--output-dir', out, 'optimizer.epochs=2', '--resume-changed'])
     assert 'resumed from' in res.stdout
     res = run_main([cfg, '--output-dir', out, '--no-resume'])
     assert 'resumed from' not in res.stdout

@@ -18,7 +18,11 @@ def base_parser(description, two_configs=False):
                    help='config overrides KEY=VALUE, values parsed as YAML (e.g. optimizer.epochs=1)')
     p.add_argument('--pretrain', default=None, help='checkpoint to start from (head re-initialised unless model.copy_head)')
     p.add_argument('--output-dir', default=None, help='run folder (default: checkpoints/<config path>)')
-    p.add_argument('--no-resume', action='store_true', help='start over even if the run folder has a checkpoint')
+    p.add_argument('--no-resume', action='store_true',
+                   help='start over even if the run folder has a checkpoint (a finished run is trained again)')
+    p.add_argument('--resume-changed', action='store_true',
+                   help='resume although the config differs from the checkpoint\'s: weights and optimiser '
+                        'state are kept, the new lr / schedule / epochs apply (README, "Resuming")')
     p.add_argument('-e', '--evaluate', action='store_true', help='only run the final multi-clip test')
     p.add_argument('--debug', action='store_true', help='tiny run: batch 2, 4 batches per loop, folder suffix _debug')
     p.add_argument('-j', '--workers', type=int, default=None,

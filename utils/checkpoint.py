@@ -1,58 +1,158 @@
 """Checkpoints and result files: atomic writes, safe loads, pretrained-weight loading."""
+import errno
 import json
 import logging
+import math
 import os
 import pickle
 import random
+import shutil
 
 import numpy as np
 import torch
 
-from .errors import UserError
+from .errors import UserError, WriteError
 
 log = logging.getLogger(__name__)
+
+# Version of this project's checkpoint layout (``format_version`` in every checkpoint written).
+# 1: adds format_version, script, seed, debug; the python RNG state as a list of ints.
+# Files without the key (older ones, other projects') are read as before.
+FORMAT_VERSION = 1
 
 
 class CheckpointError(UserError, RuntimeError):
     """An unreadable checkpoint, or one whose weights do not fit the model."""
 
 
-def _atomic(path, write):
-    """Write through ``write(tmp_path)`` then rename, so ``path`` is never half-written."""
+def _tmp_name(path):
     d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    tmp = os.path.join(d, f'.{os.path.basename(path)}.tmp{os.getpid()}')
+    return os.path.join(d, f'.{os.path.basename(path)}.tmp{os.getpid()}')
+
+
+def _atomic(path, write, copies=()):
+    """Write through ``write(tmp_path)`` then rename, so ``path`` is never half-written.
+
+    ``copies`` get the same bytes (each copied to its own temp file and renamed) *before*
+    ``path`` is replaced. A failed write raises :class:`WriteError` (one line naming the file)
+    when the cause is the disk or its permissions, and leaves no temporary file behind.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = _tmp_name(path)
+    current = path
     try:
         write(tmp)
+        for dst in copies:
+            current = dst
+            _atomic(dst, lambda t: shutil.copyfile(tmp, t))
+        current = path
         os.replace(tmp, path)
+    except WriteError:
+        raise
+    except (OSError, RuntimeError) as e:
+        err = _write_error(e, current)
+        if err is None:
+            raise
+        raise err from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def save_checkpoint(state, path):
-    """``torch.save`` ``state`` to ``path`` atomically (temp file + ``os.replace``)."""
-    _atomic(path, lambda tmp: torch.save(state, tmp))
+def _write_error(exc, path):
+    """A :class:`WriteError` for a failure caused by the disk, or ``None`` (a bug: re-raise).
+
+    ``torch.save`` reports a full disk as a ``RuntimeError`` from its zip writer
+    (``[enforce fail at inline_container.cc ...] unexpected pos`` / ``file write failed``), without
+    an errno; then the free space of the folder decides. Called while the temporary file still
+    exists, so "full" means what this write met.
+    """
+    code = getattr(exc, 'errno', None)
+    text = str(exc)
+    if code is None and isinstance(exc, RuntimeError):
+        if not any(w in text for w in ('inline_container', 'file write failed', 'unexpected pos',
+                                       'No space left', 'PytorchStreamWriter')):
+            return None
+        if 'No space left' in text or _free_bytes(path) < (1 << 20):
+            code = errno.ENOSPC
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        what = 'no space left on device' if code == errno.ENOSPC else 'disk quota exceeded'
+        return WriteError(code, f'{what} while writing {path}')
+    if code in (errno.EACCES, errno.EPERM):
+        return WriteError(code, f'cannot write {path}: permission denied')
+    if code == errno.EROFS:
+        return WriteError(code, f'cannot write {path}: read-only file system')
+    if code == errno.EFBIG:
+        return WriteError(code, f'cannot write {path}: file too large for this file system or limit')
+    if code is None and isinstance(exc, RuntimeError):
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        return WriteError(errno.EIO, f'cannot write {path}: {first}')
+    return None
+
+
+def _free_bytes(path):
+    try:
+        return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    except OSError:
+        return 1 << 62
+
+
+def save_checkpoint(state, path, copies=()):
+    """``torch.save`` ``state`` to ``path`` atomically (temp file + ``os.replace``).
+
+    Args:
+        copies: other paths that get the same file (e.g. ``model_best.pth.tar``): the bytes
+            just written are copied, not serialised again, and every copy is in place before
+            ``path`` is replaced.
+    Raises:
+        WriteError: full disk / permission / read-only folder (one line naming the file).
+    """
+    _atomic(path, lambda tmp: torch.save(state, tmp), copies)
+
+
+def finite_json(obj):
+    """``obj`` with every NaN / ±inf float replaced by ``None`` (recursively in dicts, lists)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
 
 
 def save_json(obj, path):
-    """Write JSON atomically (``results.json`` is the last file of a run)."""
+    """Write JSON atomically (``results.json`` is the last file of a run).
+
+    The file is always strict JSON: non-finite numbers (a diverged metric) become ``null``.
+    """
     def write(tmp):
         with open(tmp, 'w') as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
+            json.dump(finite_json(obj), f, indent=2, sort_keys=False, allow_nan=False)
             f.write('\n')
     _atomic(path, write)
 
 
-def load_checkpoint(path, map_location='cpu'):
-    """Load a checkpoint with ``weights_only=True`` (no arbitrary code from pickles)."""
+def load_checkpoint(path, map_location='cpu', mmap=False):
+    """Load a checkpoint with ``weights_only=True`` (no arbitrary code from pickles).
+
+    Args:
+        mmap: map the tensors instead of reading them (cheap look at the metadata).
+    Raises:
+        CheckpointError: unreadable, or written in a newer ``format_version`` than this code reads.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f'cannot read checkpoint {path}: {first}') from None
+    version = ckpt.get('format_version') if isinstance(ckpt, dict) else None
+    if version is not None and (not isinstance(version, int) or version > FORMAT_VERSION):
+        raise CheckpointError(f'{path}: checkpoint format_version {version} is newer than this code '
+                              f'reads (<= {FORMAT_VERSION}); update the code')
+    return ckpt
 
 
 def strip_prefix(state_dict, prefixes=('module.', '_orig_mod.')):
@@ -142,8 +242,10 @@ def unwrap(model):
 
 def rng_state():
     """Every RNG state a resumed run needs (torch, CUDA, numpy, python)."""
+    version, internal, gauss = random.getstate()
+    # plain ints (and None / a float): what weights_only loading accepts
     state = {'torch': torch.get_rng_state(), 'numpy': np.random.get_state()[1].tolist(),
-             'python': repr(random.getstate())}
+             'python': [version, list(internal), gauss]}
     if torch.cuda.is_available():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
@@ -153,13 +255,16 @@ def set_rng_state(state):
     torch.set_rng_state(state['torch'])
     np_state = np.random.get_state()
     np.random.set_state((np_state[0], np.array(state['numpy'], dtype=np_state[1].dtype)) + np_state[2:])
-    # python's state is a tuple of ints: rebuild it from its repr without eval of arbitrary code
-    version, internal, gauss = _parse_py_state(state['python'])
-    random.setstate((version, internal, gauss))
+    py = state['python']
+    if isinstance(py, str):  # checkpoints before format_version 1 stored repr(random.getstate())
+        py = _parse_py_state(py)
+    version, internal, gauss = py
+    random.setstate((int(version), tuple(int(x) for x in internal), gauss))
     if 'cuda' in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
 def _parse_py_state(text):
+    """The repr of a python RNG state (a tuple of ints) read without evaluating code."""
     import ast
     return ast.literal_eval(text)

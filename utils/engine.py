@@ -17,8 +17,9 @@ import torch
 import torch.nn as nn
 
 from . import dist as dist_utils
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, save_json, set_rng_state, unwrap
-from .errors import UserError
+from .checkpoint import (FORMAT_VERSION, load_checkpoint, rng_state, save_checkpoint, save_json,
+                         set_rng_state, unwrap)
+from .errors import DivergenceError, UserError
 from .meters import MetricMeter, write_metrics_csv
 
 log = logging.getLogger('drl')
@@ -119,24 +120,58 @@ class Engine:
 
     # ---------------------------------------------------------------- checkpoints
     def resume(self, enabled=True):
-        """Continue from ``checkpoint.pth.tar`` in the run folder if it exists (and ``enabled``)."""
+        """Continue from ``checkpoint.pth.tar`` in the run folder if it exists (and ``enabled``).
+
+        When the run set-up accepted changed settings (``--resume-changed``, see
+        :mod:`utils.resume_check`), the saved optimiser state (momentum, Adam moments) is kept but
+        its hyper-parameters (lr, weight decay, ...) are the new config's, and the new schedule is
+        fast-forwarded to the saved epoch: from there on the learning rate is the one the new
+        config would give at that epoch.
+        """
         if not (enabled and os.path.isfile(self.ckpt_path)):
             return False
         ckpt = load_checkpoint(self.ckpt_path)
+        changed = bool(self.ctx.extra.get('resume_changed'))
         self.step.load_state_dicts(ckpt)
         if self.optimizer is not None and ckpt.get('optimizer'):
+            fresh = [{k: v for k, v in g.items() if k != 'params'} for g in self.optimizer.param_groups]
             self.optimizer.load_state_dict(ckpt['optimizer'])
+            if changed:
+                for group, hyper in zip(self.optimizer.param_groups, fresh):
+                    group.update(hyper)
+        self.start_epoch = ckpt.get('epoch', 0)
         if self.scheduler is not None and ckpt.get('scheduler'):
-            self.scheduler.load_state_dict(ckpt['scheduler'])
+            if changed:
+                self._fast_forward_schedule(self.start_epoch)
+            else:
+                self.scheduler.load_state_dict(ckpt['scheduler'])
         if self.scaler is not None and ckpt.get('scaler'):
             self.scaler.load_state_dict(ckpt['scaler'])
-        self.start_epoch = ckpt.get('epoch', 0)
         self.best_acc1 = ckpt.get('best_acc1', -math.inf)
         self.history = list(ckpt.get('history', []))
         if ckpt.get('rng') and self.ctx.dist.world_size == 1:
             set_rng_state(ckpt['rng'])
-        log.info('resumed from %s at epoch %d (best Acc@1 %.2f)', self.ckpt_path, self.start_epoch, self.best_acc1)
+        log.info('resumed from %s at epoch %d (best Acc@1 %.2f)%s', self.ckpt_path, self.start_epoch,
+                 self.best_acc1, ' with the changed settings' if changed else '')
         return True
+
+    def _fast_forward_schedule(self, epochs_done):
+        """Step the freshly built scheduler ``epochs_done`` times (it is stepped once per epoch)."""
+        import warnings
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
+            warnings.simplefilter('ignore', UserWarning)
+            for _ in range(epochs_done):
+                self.scheduler.step()
+
+    def last_good(self):
+        """``'<checkpoint path> (epoch N)'`` of the latest checkpoint, or ``'no checkpoint yet'``."""
+        if not os.path.isfile(self.ckpt_path):
+            return 'no checkpoint yet'
+        try:
+            saved = load_checkpoint(self.ckpt_path, mmap=True).get('epoch')
+        except UserError:
+            return f'{self.ckpt_path} (unreadable)'
+        return f'{self.ckpt_path} (epoch {saved})'
 
     def save(self, epoch, is_best):
         if not self.ctx.is_main:
@@ -146,11 +181,12 @@ class Engine:
                      optimizer=self.optimizer.state_dict() if self.optimizer else None,
                      scheduler=self.scheduler.state_dict() if self.scheduler else None,
                      scaler=self.scaler.state_dict() if self.scaler else None,
-                     config=self.ctx.extra.get('config'), config_sp=self.ctx.extra.get('config_sp'))
-        # best first: once checkpoint.pth.tar says "epoch N", model_best covers epochs <= N
-        if is_best:
-            save_checkpoint(state, self.best_path)
-        save_checkpoint(state, self.ckpt_path)
+                     config=self.ctx.extra.get('config'), config_sp=self.ctx.extra.get('config_sp'),
+                     format_version=FORMAT_VERSION, script=self.ctx.extra.get('script'),
+                     seed=self.ctx.seed, debug=bool(self.ctx.debug))
+        # written once; model_best is a copy of those bytes, put in place before the checkpoint:
+        # once checkpoint.pth.tar says "epoch N", model_best covers epochs <= N
+        save_checkpoint(state, self.ckpt_path, copies=[self.best_path] if is_best else [])
 
     # ---------------------------------------------------------------- loops
     def _autocast(self):
@@ -207,7 +243,9 @@ class Engine:
                 out = self.step.train_step(batch)
             self.optimizer.zero_grad(set_to_none=True)
             if not torch.isfinite(out.loss):
-                raise FloatingPointError(f'non-finite loss {out.loss.item()} at epoch {epoch + 1}, batch {i + 1}')
+                raise DivergenceError(
+                    f'training diverged: loss {out.loss.item()} at epoch {epoch + 1}, batch {i + 1}; last good '
+                    f'checkpoint: {self.last_good()}; lower the learning rate, or use --amp off')
             if self.scaler is not None:
                 self.scaler.scale(out.loss).backward()
                 self.scaler.step(self.optimizer)

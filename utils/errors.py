@@ -10,3 +10,15 @@ class UnknownNameError(UserError, KeyError):
 
     def __str__(self):  # KeyError would quote the message
         return str(self.args[0]) if self.args else ''
+
+
+class WriteError(UserError, OSError):
+    """A file of the run could not be written (full disk, no permission, read-only folder)."""
+
+
+class DivergenceError(UserError, FloatingPointError):
+    """Training produced a non-finite loss (reported with the last good checkpoint)."""
+
+
+class RunFinished(Exception):
+    """The run folder already holds this run, finished: nothing to do (exit status 0)."""

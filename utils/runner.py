@@ -1,4 +1,6 @@
 """Run set-up shared by the entry scripts: errors, output folder, logging, device, seeds, loaders."""
+import copy
+import errno
 import logging
 import os
 import subprocess
@@ -10,8 +12,10 @@ import torch
 
 from . import dist as dist_utils
 from .config import ConfigError, save_config
-from .errors import UserError
+from .errors import RunFinished, UserError
 from .logging_utils import setup_logging
+from .resume_check import check_run_folder, run_identity
+from .runlock import lock_folder, release_all, remove_stale_temporaries
 
 log = logging.getLogger('drl')
 
@@ -35,15 +39,50 @@ class RunContext:
         return self.dist.is_main
 
 
+# errors of the environment the user controls (the output folder's disk and permissions)
+_USER_ERRNOS = {errno.ENOSPC: 'no space left on device', errno.EDQUOT: 'disk quota exceeded',
+                errno.EACCES: 'permission denied', errno.EPERM: 'permission denied',
+                errno.EROFS: 'read-only file system'}
+
+
 def run_entry(main, args):
-    """Run ``main(args)``; user errors become one line on stderr and exit status 2."""
+    """Run ``main(args)``; the user's mistakes become one line on stderr and exit status 2.
+
+    User errors are :class:`UserError` (config, data, run folder, divergence, write failures
+    mapped by ``utils.checkpoint``), missing files, and ``OSError`` of the disk or permissions
+    (full, read-only, not writable). Any other exception is a bug and keeps its traceback.
+    A finished run (:class:`RunFinished`) is one line and exit status 0.
+    """
     try:
         return main(args)
+    except RunFinished as e:
+        print(f'note: {e}', file=sys.stderr)
+        sys.exit(0)
     except (UserError, FileNotFoundError) as e:
-        print(f'error: {str(e).strip() or type(e).__name__}', file=sys.stderr)
-        sys.exit(2)
+        _fail(str(e).strip() or type(e).__name__)
+    except OSError as e:
+        if e.errno not in _USER_ERRNOS:
+            raise
+        _fail(os_error_line(e))
     finally:
+        release_all()
         dist_utils.cleanup()
+
+
+def os_error_line(e):
+    """One line for an ``OSError`` of the disk or permissions, naming the file."""
+    reason = _USER_ERRNOS[e.errno]
+    if e.filename is None:
+        return reason
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f'{reason} while writing {e.filename}'
+    return f'cannot access {e.filename}: {reason}'
+
+
+def _fail(message):
+    sys.stdout.flush()
+    print(f'error: {message}', file=sys.stderr)
+    sys.exit(2)
 
 
 def config_run_name(cfg_path):
@@ -91,10 +130,15 @@ def seed_everything(seed):
 
 
 def setup_run(args, cfg, out_dir, cfg_sp=None):
-    """Distributed init -> device -> output folder -> logging -> seeds -> saved configs.
+    """Distributed init -> device -> output folder (lock, checks) -> logging -> seeds -> saved configs.
+
+    Before anything is written into ``out_dir``: rank 0 takes the folder's lock
+    (:mod:`utils.runlock`) and removes temporary files of killed runs; every rank checks what the
+    folder holds against this command (:func:`utils.resume_check.check_run_folder`).
 
     Returns:
-        :class:`RunContext`.
+        :class:`RunContext`; ``extra`` holds ``config`` / ``config_sp`` (copies as resolved now,
+        saved in checkpoints), ``script`` and ``resume_changed``.
     """
     kind = args.device
     if kind == 'auto':
@@ -103,11 +147,19 @@ def setup_run(args, cfg, out_dir, cfg_sp=None):
     device = resolve_device(args.device, args.gpu, dinfo.local_rank)
     if args.amp != 'off' and device.type == 'cpu':
         log.warning('--amp %s on CPU: correct but usually slower than fp32', args.amp)
-    if dinfo.is_main:
-        os.makedirs(out_dir, exist_ok=True)
-    dist_utils.barrier()
-    setup_logging(out_dir, dinfo.rank)
+    lock, removed = _claim_folder(out_dir, dinfo.is_main)
     seed = args.seed if args.seed is not None else cfg.get('seed', 0)
+    script = os.path.basename(sys.argv[0])
+    epochs = ((cfg_sp if cfg_sp is not None else cfg).get('optimizer') or {}).get('epochs')
+    changed = check_run_folder(out_dir, run_identity(cfg, cfg_sp, script, seed, args.debug), epochs,
+                               debug=args.debug, evaluate=args.evaluate, no_resume=args.no_resume,
+                               resume_changed=getattr(args, 'resume_changed', False))
+    setup_logging(out_dir, dinfo.rank)
+    if lock is not None and lock.stale:
+        log.warning('took over the lock of a run that is gone (pid %s on %s, started %s)',
+                    lock.stale.get('pid'), lock.stale.get('host'), lock.stale.get('started'))
+    if removed:
+        log.warning('removed temporary files of a killed run: %s', ', '.join(removed))
     seed_everything(seed + dinfo.rank)
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
@@ -121,9 +173,36 @@ def setup_run(args, cfg, out_dir, cfg_sp=None):
     log.info('command: %s', ' '.join(sys.argv))
     log.info('git %s | device %s | world size %d | output %s', git_sha(), device, dinfo.world_size, out_dir)
     max_bad = cfg.get('dataset', {}).get('max_bad_fraction', 0.01)
+    extra = {'config': copy.deepcopy(cfg), 'config_sp': copy.deepcopy(cfg_sp), 'script': script,
+             'resume_changed': changed}
     return RunContext(out_dir=out_dir, device=device, dist=dinfo, seed=seed, amp=args.amp,
                       print_freq=args.print_freq, debug=args.debug, max_bad_fraction=max_bad,
-                      writer=writer)
+                      writer=writer, extra=extra)
+
+
+def _claim_folder(out_dir, is_main):
+    """Rank 0 creates ``out_dir``, locks it and removes killed runs' temporary files; every rank
+    gets the outcome, so that a refusal stops all ranks alike (none waits for the others).
+
+    Returns:
+        ``(lock or None, removed file names)``.
+    """
+    lock, removed, problem = None, [], None
+    if is_main:
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+            lock = lock_folder(out_dir)
+            removed = remove_stale_temporaries(out_dir)
+        except UserError as e:
+            problem = str(e)
+        except OSError as e:
+            if e.errno not in _USER_ERRNOS:
+                raise
+            problem = f'cannot create the run folder {out_dir}: {_USER_ERRNOS[e.errno]}'
+    problems = [p for p in dist_utils.all_gather_objects(problem) if p]
+    if problems:
+        raise UserError(problems[0])
+    return lock, removed
 
 
 def apply_batch_flags(cfg, args):
