@@ -8,9 +8,10 @@ from typing import Any, Optional
 
 import torch
 
+from core.errors import UserError
+
 from . import dist as dist_utils
 from .config import ConfigError, save_config
-from .errors import UserError
 from .logging_utils import setup_logging
 
 log = logging.getLogger('drl')
@@ -84,6 +85,7 @@ def git_sha():
 
 def seed_everything(seed):
     import random
+
     import numpy as np
     random.seed(seed)
     np.random.seed(seed % 2**32)
