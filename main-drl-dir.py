@@ -10,12 +10,12 @@ The static input is the clip frozen (first frame repeated) or shuffled, or a spa
 """
 import logging
 
+from core.errors import UserError
 from drl.build import build_spatial_model, load_video_model, run_drl
 from drl.losses import build_criterion
 from drl.steps import DRLDirStep
 from utils.args import base_parser
 from utils.build import prepare_model
-from utils.errors import UserError
 from utils.runner import run_entry
 
 log = logging.getLogger('drl')

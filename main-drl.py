@@ -10,13 +10,13 @@ The video model comes from checkpoints/<CFG>/checkpoint.pth.tar (or --pretrain /
 """
 import logging
 
+from core.errors import UserError
 from drl.attacks import build_attack
 from drl.build import build_spatial_model, load_video_model, normalisation, run_drl
 from drl.losses import build_criterion
 from drl.steps import DRLAugStep, FeatureLoss
 from utils.args import base_parser
 from utils.build import prepare_model
-from utils.errors import UserError
 from utils.runner import run_entry
 
 log = logging.getLogger('drl')

@@ -8,14 +8,14 @@
 import logging
 import os
 
+from core.errors import UserError
 from datasets.batch_mix import build_batch_mix
+from supervised.step import ClassifierStep
 from utils.args import base_parser
 from utils.build import build_loader, default_workers, prepare_model
 from utils.checkpoint import load_pretrained
-from utils.classify import ClassifierStep
 from utils.config import check_overrides_prefixes, load_config
 from utils.engine import Engine
-from utils.errors import UserError
 from utils.optim import build_criterion, build_optimizer, build_scheduler
 from utils.runner import apply_batch_flags, default_output_dir, run_entry, setup_run
 

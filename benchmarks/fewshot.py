@@ -6,7 +6,7 @@ class-conditional Gaussians of dimension 512 (class mean + video offset + clip n
 all the classifier fit sees of a real encoder. The per-episode loop is written the authors' way
 (a fresh ``nn.Linear`` and ``torch.optim.SGD`` per episode, 100 epochs × minibatches of 4) and is
 timed on a subset of episodes (``--slow-episodes``, ≥ 50) then scaled to all episodes; the
-batched fit (``models.fewshot.CloserBaseline``) runs on all of them. Both run on one thread.
+batched fit (``fewshot.heads.CloserBaseline``) runs on all of them. Both run on one thread.
 
 Last line: ``speedup=<float>`` (per-episode time scaled to all episodes / batched time).
 
@@ -23,9 +23,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datasets.episodes import EpisodeSampler  # noqa: E402
-from models.fewshot import CloserBaseline  # noqa: E402
-from utils.fewshot_fit import (evaluate_episodes, fit_linear_per_episode, linear_logits,  # noqa: E402
-                               summarize_accuracies)
+from fewshot.fit import evaluate_episodes, fit_linear_per_episode, linear_logits, summarize_accuracies  # noqa: E402
+from fewshot.heads import CloserBaseline  # noqa: E402
 
 
 def synthetic_features(n_class, per_class, clips, dim, seed):
@@ -44,7 +43,7 @@ def synthetic_features(n_class, per_class, clips, dim, seed):
 
 
 def load_features(path):
-    """A feature cache written by ``utils.features`` (``feat``: V × K × D, ``label``: V)."""
+    """A feature cache written by ``fewshot.features`` (``feat``: V × K × D, ``label``: V)."""
     blob = torch.load(path, map_location='cpu', weights_only=True)
     return blob['feat'].float(), blob['label']
 

@@ -10,7 +10,7 @@ Prints, each as clips/s (median over timed steps after warm-up, CUDA synchronise
 every step):
 
 1. R3D-18 (400 classes) training at 16 × 112 × 112, input ``B × 1 × C × T × H × W``, SGD step
-   through ``utils.classify.ClassifierStep``: fp32, bf16 autocast, bf16 autocast +
+   through ``supervised.step.ClassifierStep``: fp32, bf16 autocast, bf16 autocast +
    channels-last-3d (cudnn.benchmark on), and the ratio best bf16 / fp32.
 2. The DRL-FGSM step of ``main-drl.py`` (``drl.steps.DRLAugStep``): R3D-18 video model and
    per-frame ResNet-18 spatial model, 5-iteration FGSM on the spatial model (input gradients
@@ -56,8 +56,8 @@ from drl.build import build_drl_optimizer  # noqa: E402
 from drl.losses import KDLoss  # noqa: E402
 from drl.steps import DRLAugStep  # noqa: E402
 from models import build_model  # noqa: E402
+from supervised.step import ClassifierStep  # noqa: E402
 from utils.build import to_memory_format  # noqa: E402
-from utils.classify import ClassifierStep  # noqa: E402
 from utils.engine import to_device  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -23,11 +23,10 @@ import cv2  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from datasets.colour import color_jitter  # noqa: E402
 from datasets.decode import _stream_info, decode_indices, open_video  # noqa: E402
 from datasets.sampling import clip_indices  # noqa: E402
-from datasets.colour import color_jitter  # noqa: E402
-from datasets.transforms import (build_transform, jitter_params,  # noqa: E402
-                                 library_color_jitter, load_clips)
+from datasets.transforms import build_transform, jitter_params, library_color_jitter, load_clips  # noqa: E402
 
 RECIPE = {'resize': 128, 'crop': 112, 'hflip': True, 'color_jitter': [0.2, 0.2, 0.2, 0.2],
           'normalize': {'mean': [0.485, 0.456, 0.406], 'std': [0.229, 0.224, 0.225]}}

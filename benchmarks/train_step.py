@@ -1,7 +1,7 @@
 """Training-step throughput: baseline, DRL-FGSM and DRL-dir steps (BENCHMARKS §3).
 
 R3D-18 (400 classes) at 16 × 112 × 112, batch 8, one SGD step per iteration, with the same
-step objects the entry scripts use (``utils.classify.ClassifierStep``, ``drl.steps``). Prints
+step objects the entry scripts use (``supervised.step.ClassifierStep``, ``drl.steps``). Prints
 clips/s (median over the timed steps, after warm-up) for each step, and the machine load.
 
     python benchmarks/train_step.py                 # CPU, 2 threads
@@ -25,8 +25,8 @@ from drl.build import build_drl_optimizer  # noqa: E402
 from drl.losses import KDLoss  # noqa: E402
 from drl.steps import DRLAugStep, DRLDirStep  # noqa: E402
 from models import build_model  # noqa: E402
+from supervised.step import ClassifierStep  # noqa: E402
 from utils.build import to_memory_format  # noqa: E402
-from utils.classify import ClassifierStep  # noqa: E402
 
 AUTHORS = {'baseline': 1.83, 'fgsm': 0.27}  # clips/s measured here with the authors' code
 SP_OPT = {'optimizer': {'name': 'SGD', 'epochs': 1,

@@ -1,17 +1,17 @@
 """Datasets: registry of dataset families and ``build_dataset``.
 
-Families register ``fn(cfg, split, clip_args, transform) -> VideoDataset`` with
-``@DATASETS.register('name')``; ``build_dataset`` picks the train transform for the
-``train`` / ``base`` splits and the test transform otherwise.
+Families register ``fn(cfg, split, clip_args, transform) -> VideoDataset`` in ``DATASETS``
+(:mod:`datasets.registry`), the annotated ones through ``register_family`` (which also registers
+their few-shot variants); ``build_dataset`` picks the train transform for the ``train`` /
+``base`` splits and the test transform otherwise.
 """
-from utils.registry import Registry
-
+# The family modules register their names in DATASETS when imported: all of them, here, in this order.
+from . import diving48, hmdb51, jester, kinetics, scenemotion, something, ucf101  # noqa: F401
 from .base import VideoDataset, VideoRecord  # noqa: F401
 from .collate import BadVideoTracker, video_collate  # noqa: F401
 from .decode import VideoDecodeError, read_clips  # noqa: F401
+from .registry import DATASETS
 from .transforms import build_transform
-
-DATASETS = Registry('dataset')
 
 TRAIN_SPLITS = ('train', 'base')
 
@@ -33,6 +33,3 @@ def build_dataset(cfg, split, seed=None):
     ds.set_decode_device(dcfg.get('decode_device') or 'cpu')
     return ds
 
-
-# importing the family modules registers them
-from . import kinetics, ucf101, hmdb51, diving48, something, jester, scenemotion  # noqa: E402,F401

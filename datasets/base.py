@@ -5,8 +5,8 @@ from dataclasses import dataclass
 import torch
 
 from .decode import VideoDecodeError, check_decode_device
-from .transforms import load_clips
 from .sampling import sparse_transpose
+from .transforms import load_clips
 
 log = logging.getLogger(__name__)
 

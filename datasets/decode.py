@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from av.video.reformatter import VideoReformatter
 
-from utils.errors import UserError
+from core.errors import UserError
 
 from .sampling import clip_indices
 

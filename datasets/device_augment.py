@@ -88,8 +88,8 @@ def color_jitter_batch(x, params):
         on = ~torch.isnan(v)
 
         def factors(k, neutral):
-            sel = on & (op == k)
-            return sel, torch.where(sel, v, torch.full_like(v, neutral))
+            sel = on & (op == k)  # noqa: B023 (called within this iteration)
+            return sel, torch.where(sel, v, torch.full_like(v, neutral))  # noqa: B023
 
         b_sel, b = factors(0, 1.0)
         c_sel, c = factors(1, 1.0)

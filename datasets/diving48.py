@@ -18,10 +18,9 @@ default) reads train and test together.
 """
 import json
 
-from . import DATASETS
 from .base import VideoRecord
-from .fewshot_splits import fewshot_view
-from .paths import LayoutSpec, annotation_phase, find_layout, finish, require_file, resolve_root
+from .paths import LayoutSpec, require_file
+from .registry import register_family
 
 EXPECTS = '<root>/Diving48_V2_{train,test}.json, Diving48_vocab.json, rgb/<vid_name>.mp4'
 PHASES = {'train': 'train', 'test': 'test', 'val': 'test', 'validation': 'test', 'all': 'all'}
@@ -59,26 +58,10 @@ def parse(ann_dir, video_dir, phase):
     return classes, records
 
 
-def _build(cfg, split, clip_args, transform, name, fewshot=False):
-    root = resolve_root(cfg, 'diving48', expects=EXPECTS)
-    phase = annotation_phase(clip_args, split, PHASES, default_eval='all' if fewshot else 'test')
-    layout = find_layout(cfg, root, 'diving48', LAYOUTS, MARKERS)
-    classes, records = parse(layout.ann_dir, layout.video_dir, phase)
-    if fewshot:
-        classes, records = fewshot_view('diving48', classes, records, clip_args, split)
-    return finish(cfg, name, split, records, classes, clip_args, transform)
+def read(cfg, layout, phase, clip_args):
+    return parse(layout.ann_dir, layout.video_dir, phase)
 
 
-@DATASETS.register('diving')
-def diving(cfg, split, clip_args, transform):
-    return _build(cfg, split, clip_args, transform, 'diving')
-
-
-@DATASETS.register('diving48')
-def diving48(cfg, split, clip_args, transform):
-    return _build(cfg, split, clip_args, transform, 'diving48')
-
-
-@DATASETS.register('diving_fs')
-def diving_fs(cfg, split, clip_args, transform):
-    return _build(cfg, split, clip_args, transform, 'diving_fs', fewshot=True)
+register_family('diving48', read, expects=EXPECTS, layouts=LAYOUTS, markers=MARKERS, phases=PHASES,
+                names=('diving', 'diving48'), fewshot_names=('diving_fs',), default_eval='test',
+                fewshot_eval='all')

@@ -14,10 +14,9 @@ files in ``<root>/testTrainMulti_7030_splits/`` or ``<root>/anno/``, the class f
 """
 import pathlib
 
-from . import DATASETS
 from .base import VideoRecord
-from .fewshot_splits import fewshot_view
-from .paths import LayoutSpec, annotation_phase, find_layout, finish, resolve_root
+from .paths import LayoutSpec
+from .registry import register_family
 
 EXPECTS = '<root>/testTrainMulti_7030_splits/<class>_test_split1.txt and <root>/<class>/<video>.avi'
 LAYOUTS = {'project': LayoutSpec(('testTrainMulti_7030_splits', 'splits', ''),
@@ -65,27 +64,11 @@ def parse(ann_dir, video_dir, phase, split=1):
     return classes, records
 
 
-def _build(cfg, split, clip_args, transform, name, fewshot=False):
-    root = resolve_root(cfg, 'hmdb51', expects=EXPECTS)
-    # Few-shot novel classes use every listed video of the class (the authors' default).
-    phase = annotation_phase(clip_args, split, PHASES, default_eval='all' if fewshot else 'test')
-    layout = find_layout(cfg, root, 'hmdb51', LAYOUTS, MARKERS)
-    classes, records = parse(layout.ann_dir, layout.video_dir, phase, clip_args.get('split', 1))
-    if fewshot:
-        classes, records = fewshot_view('hmdb51', classes, records, clip_args, split)
-    return finish(cfg, name, split, records, classes, clip_args, transform)
+def read(cfg, layout, phase, clip_args):
+    return parse(layout.ann_dir, layout.video_dir, phase, clip_args.get('split', 1))
 
 
-@DATASETS.register('hmdb')
-def hmdb(cfg, split, clip_args, transform):
-    return _build(cfg, split, clip_args, transform, 'hmdb')
-
-
-@DATASETS.register('hmdb51')
-def hmdb51(cfg, split, clip_args, transform):
-    return _build(cfg, split, clip_args, transform, 'hmdb51')
-
-
-@DATASETS.register('hmdb_fs')
-def hmdb_fs(cfg, split, clip_args, transform):
-    return _build(cfg, split, clip_args, transform, 'hmdb_fs', fewshot=True)
+# Few-shot novel classes use every listed video of the class (the authors' default).
+register_family('hmdb51', read, expects=EXPECTS, layouts=LAYOUTS, markers=MARKERS, phases=PHASES,
+                names=('hmdb', 'hmdb51'), fewshot_names=('hmdb_fs',), default_eval='test',
+                fewshot_eval='all')

@@ -12,17 +12,6 @@ or the published code's layout: the csv files in ``<root>/anno/``, the frame fol
 ``jester_fs``: ``novel`` reads the validation set (the authors' protocol), ``base`` the
 training set; class subsets as in :mod:`datasets.fewshot_splits`.
 """
-from . import DATASETS
-from .something import build_frames
+from .something import register_frames_family
 
-JESTER = ('jester', 'jester-v1', '20bn-jester-v1')
-
-
-@DATASETS.register('jester')
-def jester(cfg, split, clip_args, transform):
-    return build_frames(cfg, split, clip_args, transform, 'jester', *JESTER, fewshot=False)
-
-
-@DATASETS.register('jester_fs')
-def jester_fs(cfg, split, clip_args, transform):
-    return build_frames(cfg, split, clip_args, transform, 'jester_fs', *JESTER, fewshot=True)
+register_frames_family('jester', 'jester-v1', '20bn-jester-v1')

@@ -23,11 +23,9 @@ One folder may serve both names there (point the ``mini_kinetics_200`` root at i
 """
 import csv
 
-from . import DATASETS
 from .base import VideoRecord
-from .fewshot_splits import fewshot_view
-from .paths import (LayoutSpec, annotation_phase, find_layout, finish, first_existing, layout_setting,
-                    require_file, resolve_root)
+from .paths import LayoutSpec, first_existing, layout_setting, require_file, resolve_root
+from .registry import register_family
 
 EXPECTS = '<root>/train.csv, validate.csv, [label_map.txt], train/<label>/<ytid>_<start>_<end>.mp4, val/...'
 PHASES = {'train': 'train', 'val': 'val', 'validate': 'val', 'validation': 'val', 'test': 'val'}
@@ -107,30 +105,14 @@ def k400_videos(cfg):
     return first_existing(root, PUBLISHED_VIDEO_DIRS) or root
 
 
-def _build(cfg, split, clip_args, transform, name, family, fewshot=False):
-    root = resolve_root(cfg, family, expects=EXPECTS)
-    layout = find_layout(cfg, root, family, LAYOUTS[family], MARKERS)
+def read(cfg, layout, phase, clip_args):
     video_root = layout.video_dir
     if video_root is None:  # Mini-Kinetics: own videos (project: a train/ folder) or the K400 ones
-        video_root = root if first_existing(root, SPLIT_DIRS['train']) else k400_videos(cfg)
-    phase = annotation_phase(clip_args, split, PHASES)
-    classes, records = parse(layout.ann_dir, video_root, phase)
-    if fewshot:
-        classes, records = fewshot_view(family, classes, records, clip_args, split)
-    return finish(cfg, name, split, records, classes, clip_args, transform)
+        video_root = layout.root if first_existing(layout.root, SPLIT_DIRS['train']) else k400_videos(cfg)
+    return parse(layout.ann_dir, video_root, phase)
 
 
-@DATASETS.register('kinetics_400')
-def kinetics_400(cfg, split, clip_args, transform):
-    return _build(cfg, split, clip_args, transform, 'kinetics_400', 'kinetics_400')
-
-
-@DATASETS.register('mini_kinetics_200')
-def mini_kinetics_200(cfg, split, clip_args, transform):
-    return _build(cfg, split, clip_args, transform, 'mini_kinetics_200', 'mini_kinetics_200')
-
-
-@DATASETS.register('kinetics_400_fs')
-def kinetics_400_fs(cfg, split, clip_args, transform):
-    return _build(cfg, split, clip_args, transform, 'kinetics_400_fs', 'kinetics_400', fewshot=True)
-
+register_family('kinetics_400', read, expects=EXPECTS, layouts=LAYOUTS['kinetics_400'], markers=MARKERS,
+                phases=PHASES)
+register_family('mini_kinetics_200', read, expects=EXPECTS, layouts=LAYOUTS['mini_kinetics_200'],
+                markers=MARKERS, phases=PHASES, fewshot_names=())

@@ -21,6 +21,8 @@ from typing import Optional
 
 import yaml
 
+from .base import VideoDataset
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PATHS_FILE = '~/.config/drl/paths.yaml'
@@ -168,8 +170,6 @@ def finish(cfg, name, split, records, classes, clip_args, transform):
     The dataset also carries ``name``, ``split``, ``n_annotated`` and ``missing`` (paths) so
     that ``tools/check_dataset.py`` can report them.
     """
-    from .base import VideoDataset  # late: base.py imports torch / the decoders
-
     found, missing = split_existing(records, name, split)
     ds = VideoDataset(found, classes, clip_args, transform, train=is_train(split),
                       seed=cfg.get('seed', 0))

@@ -18,10 +18,10 @@ training videos).
 import os
 import pathlib
 
-from . import DATASETS
 from .base import VideoRecord
 from .kinetics import read_rows, video_name
 from .paths import finish, is_train, require_file
+from .registry import DATASETS
 from .scenemotion_gen import DEFAULTS, SUBSETS, ensure_generated, params_hash
 
 REPO = pathlib.Path(__file__).resolve().parent.parent

@@ -27,10 +27,9 @@ Few-shot variants: ``novel`` reads the validation set by default (the authors' p
 import csv
 import json
 
-from . import DATASETS
 from .base import VideoRecord
-from .fewshot_splits import fewshot_view
-from .paths import LayoutSpec, annotation_phase, find_layout, finish, require_file, resolve_root
+from .paths import LayoutSpec, require_file
+from .registry import register_family
 
 PHASES = {'train': 'train', 'validation': 'validation', 'val': 'validation', 'test': 'validation'}
 V2_EXPECTS = ('<root>/labels/something-something-v2-{labels,train,validation}.json and '
@@ -108,45 +107,19 @@ def parse_frames_csv(ann_dir, base, phase, prefix, frames_dir, dataset):
     return classes, records
 
 
-def build_frames(cfg, split, clip_args, transform, name, family, prefix, frames_dir, fewshot):
-    """Shared builder of SSv1 and Jester (and their ``_fs`` variants)."""
-    root = resolve_root(cfg, family, expects=frames_expects(prefix, frames_dir))
-    phase = annotation_phase(clip_args, split, PHASES, default_eval='validation')
-    layout = find_layout(cfg, root, family, frames_layouts(frames_dir), (f'{prefix}-labels.csv',))
-    classes, records = parse_frames_csv(layout.ann_dir, layout.video_dir, phase, prefix, frames_dir, family)
-    if fewshot:
-        classes, records = fewshot_view(family, classes, records, clip_args, split)
-    return finish(cfg, name, split, records, classes, clip_args, transform)
+def register_frames_family(family, prefix, frames_dir):
+    """Register an ``id;label`` csv family of frame folders (SSv1, Jester) and its ``_fs`` variant."""
+    def read(cfg, layout, phase, clip_args):
+        return parse_frames_csv(layout.ann_dir, layout.video_dir, phase, prefix, frames_dir, family)
+    return register_family(family, read, expects=frames_expects(prefix, frames_dir),
+                           layouts=frames_layouts(frames_dir), markers=(f'{prefix}-labels.csv',),
+                           phases=PHASES, default_eval='validation')
 
 
-def _build_v2(cfg, split, clip_args, transform, name, fewshot=False):
-    root = resolve_root(cfg, 'something_v2', expects=V2_EXPECTS)
-    layout = find_layout(cfg, root, 'something_v2', V2_LAYOUTS, V2_MARKERS)
-    phase = annotation_phase(clip_args, split, PHASES, default_eval='validation')
-    classes, records = parse_v2(layout.ann_dir, layout.video_dir, phase)
-    if fewshot:
-        classes, records = fewshot_view('something_v2', classes, records, clip_args, split)
-    return finish(cfg, name, split, records, classes, clip_args, transform)
+def read_v2(cfg, layout, phase, clip_args):
+    return parse_v2(layout.ann_dir, layout.video_dir, phase)
 
 
-@DATASETS.register('something_v2')
-def something_v2(cfg, split, clip_args, transform):
-    return _build_v2(cfg, split, clip_args, transform, 'something_v2')
-
-
-@DATASETS.register('something_v2_fs')
-def something_v2_fs(cfg, split, clip_args, transform):
-    return _build_v2(cfg, split, clip_args, transform, 'something_v2_fs', fewshot=True)
-
-
-SSV1 = ('something_v1', 'something-something-v1', '20bn-something-something-v1')
-
-
-@DATASETS.register('something_v1')
-def something_v1(cfg, split, clip_args, transform):
-    return build_frames(cfg, split, clip_args, transform, 'something_v1', *SSV1, fewshot=False)
-
-
-@DATASETS.register('something_v1_fs')
-def something_v1_fs(cfg, split, clip_args, transform):
-    return build_frames(cfg, split, clip_args, transform, 'something_v1_fs', *SSV1, fewshot=True)
+register_family('something_v2', read_v2, expects=V2_EXPECTS, layouts=V2_LAYOUTS, markers=V2_MARKERS,
+                phases=PHASES, default_eval='validation')
+register_frames_family('something_v1', 'something-something-v1', '20bn-something-something-v1')

@@ -16,10 +16,9 @@ The label comes from the class folder of each listed path (case-insensitive matc
 """
 import pathlib
 
-from . import DATASETS
 from .base import VideoRecord
-from .fewshot_splits import fewshot_view
-from .paths import LayoutSpec, annotation_phase, find_layout, finish, require_file, resolve_root
+from .paths import LayoutSpec, require_file
+from .registry import register_family
 
 EXPECTS = '<root>/ucfTrainTestlist/{classInd,trainlist01,testlist01}.txt and <root>/UCF-101/<Class>/*.avi'
 LAYOUTS = {'project': LayoutSpec(('ucfTrainTestlist', ''), ('UCF-101', 'UCF101', 'videos'),
@@ -73,22 +72,9 @@ def parse(ann_dir, video_dir, phase, split=1):
     return classes, records
 
 
-def _build(cfg, split, clip_args, transform, name, fewshot=False):
-    root = resolve_root(cfg, 'ucf101', expects=EXPECTS)
-    phase = annotation_phase(clip_args, split, PHASES, default_eval='test')
-    layout = find_layout(cfg, root, 'ucf101', LAYOUTS, MARKERS)
-    classes, records = parse(layout.ann_dir, layout.video_dir, phase,
-                             split_number(clip_args.get('split', 1)))
-    if fewshot:
-        classes, records = fewshot_view('ucf101', classes, records, clip_args, split)
-    return finish(cfg, name, split, records, classes, clip_args, transform)
+def read(cfg, layout, phase, clip_args):
+    return parse(layout.ann_dir, layout.video_dir, phase, split_number(clip_args.get('split', 1)))
 
 
-@DATASETS.register('ucf101')
-def ucf101(cfg, split, clip_args, transform):
-    return _build(cfg, split, clip_args, transform, 'ucf101')
-
-
-@DATASETS.register('ucf101_fs')
-def ucf101_fs(cfg, split, clip_args, transform):
-    return _build(cfg, split, clip_args, transform, 'ucf101_fs', fewshot=True)
+register_family('ucf101', read, expects=EXPECTS, layouts=LAYOUTS, markers=MARKERS, phases=PHASES,
+                default_eval='test')

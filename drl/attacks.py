@@ -23,7 +23,7 @@ import copy
 import torch
 from torch.nn import functional as F
 
-from utils.registry import Registry
+from core.registry import Registry
 
 ATTACKS = Registry('adversary')
 

@@ -3,12 +3,14 @@ where the run goes, the spatial model, and the two-group optimiser (SEMANTICS §
 import logging
 import os
 
+from core.errors import UserError
+from datasets import build_dataset
+from models import build_model
 from utils.build import build_loader, default_workers, prepare_model, to_memory_format
 from utils.checkpoint import load_pretrained, read_weights, unwrap
-from utils.errors import UserError
-from utils.optim import build_optimizer, build_scheduler
 from utils.config import load_config, load_sp_config
 from utils.engine import Engine
+from utils.optim import build_optimizer, build_scheduler
 from utils.runner import apply_batch_flags, config_run_name, setup_run
 
 log = logging.getLogger('drl')
@@ -17,7 +19,6 @@ log = logging.getLogger('drl')
 def build_data(cfg, ctx, args):
     """Datasets and loaders of the main config: ``train``/``test``/``test_final`` (only
     ``test_final`` with ``-e``). Returns ``(datasets, loaders)`` dicts keyed by split."""
-    from datasets import build_dataset
     splits = ['test_final'] if args.evaluate else ['train', 'test', 'test_final']
     data = {s: build_dataset(cfg, s, seed=ctx.seed) for s in splits if s in cfg['dataset']['args']}
     workers = default_workers(cfg, args)
@@ -91,7 +92,6 @@ def build_spatial_model(cfg, cfg_sp, ctx, args, ret_feat=()):
     Returns:
         the module, or ``None`` when the DRL config has ``model: null``.
     """
-    from models import build_model
     if not cfg_sp.get('model'):
         return None
     extra = {'ret_feat': list(ret_feat)} if ret_feat else {}

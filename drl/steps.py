@@ -21,6 +21,7 @@ from utils.engine import Step, StepOutput, accuracy, set_bn_eval
 
 from . import report
 from .grl import grad_reverse
+from .losses import build_criterion
 from .metrics import agreement, dynamic_scores, per_class_scores
 from .static import freeze_frames, shuffle_frames
 
@@ -88,7 +89,6 @@ class FeatureLoss:
     """
 
     def __init__(self, cfg):
-        from .losses import build_criterion
         self.keys = list(cfg.get('keys') or [])
         self.weight = float(cfg.get('weight', 1.0))
         self.criterion = build_criterion(cfg.get('name', 'MSELoss'), **(cfg.get('args') or {}))

@@ -7,12 +7,9 @@ returns a :class:`models.head.VideoModel`: input ``B × K × C × T × H × W``,
 import difflib
 import inspect
 
-from utils.registry import Registry
-
-MODELS = Registry('model')
-
-# Imported for their @MODELS.register side effect; MODELS must exist first.
-from . import resnet2d, resnet3d, tsm, tv_video  # noqa: E402,F401
+# The families register their models in MODELS when imported: all of them, here, in this order.
+from . import resnet2d, resnet3d, tsm, tv_video  # noqa: F401
+from .registry import MODELS
 
 
 def list_models():

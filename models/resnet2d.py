@@ -8,9 +8,9 @@ import torch
 import torchvision
 from torch import nn
 
-from . import MODELS
 from .head import VideoModel
 from .pretrained import load_imagenet_weights
+from .registry import MODELS
 
 ARCHS = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50_32x4d',
          'resnext101_32x8d', 'wide_resnet50_2', 'wide_resnet101_2')

@@ -8,8 +8,8 @@ stride 2 in time, height and width. Global average pooling gives the clip featur
 from torch import nn
 from torch.nn import functional as F
 
-from . import MODELS
 from .head import VideoModel
+from .registry import MODELS
 
 # depth -> (block kind, blocks per stage)
 DEPTHS = {

@@ -11,7 +11,7 @@ import logging
 import torch
 from torch import nn
 
-from . import MODELS
+from .registry import MODELS
 from .resnet2d import ResNet2D
 
 log = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ import torch
 import torchvision
 from torch.nn import functional as F
 
-from . import MODELS
 from .head import VideoModel
 from .pretrained import find_weights, load_trunk
+from .registry import MODELS
 
 # arch -> (family, pooled feature width D)
 ARCHS = {

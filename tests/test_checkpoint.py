@@ -6,8 +6,15 @@ import pytest
 import torch
 import torch.nn as nn
 
-from utils.checkpoint import (load_checkpoint, load_pretrained, rng_state, save_checkpoint, save_json,
-                              set_rng_state, strip_prefix)
+from utils.checkpoint import (
+    load_checkpoint,
+    load_pretrained,
+    rng_state,
+    save_checkpoint,
+    save_json,
+    set_rng_state,
+    strip_prefix,
+)
 
 
 class Tiny(nn.Module):

@@ -9,10 +9,10 @@ import pytest
 import torch
 import yaml
 
+from core.errors import UserError
 from utils.build import build_loader
 from utils.config import ConfigError, load_config, load_sp_config
 from utils.config_schema import ListOf, Range
-from utils.errors import UserError
 from utils.runner import apply_batch_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -148,6 +148,14 @@ def test_ucf101_splits(tmp_path, split):
     assert odd and all(test.classes[r.label] == 'HandstandPushups' for r in odd)
 
 
+def test_registered_names():
+    """Every family and few-shot variant register_family (and SceneMotion) registers, exactly."""
+    assert DATASETS.names() == [
+        'diving', 'diving48', 'diving_fs', 'hmdb', 'hmdb51', 'hmdb_fs', 'jester', 'jester_fs',
+        'kinetics_400', 'kinetics_400_fs', 'mini_kinetics_200', 'scenemotion', 'something_v1',
+        'something_v1_fs', 'something_v2', 'something_v2_fs', 'ucf101', 'ucf101_fs']
+
+
 def test_ucf101_bad_split(tmp_path):
     ft.make_ucf101(tmp_path / 'u')
     with pytest.raises(ValueError, match='split must be 1, 2 or 3'):

@@ -178,6 +178,7 @@ def test_colour_range_taken_from_the_frames(tmp_path, pix_fmt):
 def test_quick_probe_keeps_the_stream_facts(files, name):
     # open_video's probe decodes nothing; rates, counts and durations must be unchanged
     import av
+
     from datasets.decode import _stream_info, open_video
     with open_video(files[name]) as a, av.open(files[name]) as b:
         sa, sb = a.streams.video[0], b.streams.video[0]

@@ -20,7 +20,7 @@ from datasets.transforms import build_transform, library_color_jitter
 from tests.test_transforms import CFG, MEAN, STD, video
 from tests.videos import write_video
 from utils.dist import DistInfo
-from utils.engine import Engine, StepOutput, Step, batch_finisher, to_device
+from utils.engine import Engine, Step, StepOutput, batch_finisher, to_device
 from utils.runner import RunContext
 
 ATOL = 1e-4  # after normalisation, i.e. ~2.3e-5 in [0, 1] units (0.006 grey levels)

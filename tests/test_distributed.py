@@ -74,6 +74,7 @@ def test_drl_step_two_processes_match_one(tmp_path, ucf_root):
 def test_fewshot_feature_extraction_two_processes_match_one(tmp_path):
     """main-fsl.py: 2 ranks each encode half the videos; gathered features and results match."""
     import torch
+
     from models import build_model
     from tests.test_fewshot import _tiny_scenemotion
     from utils.checkpoint import load_checkpoint, save_checkpoint

@@ -81,6 +81,7 @@ def test_main_drl_dir_freeze(setup):
 
 def test_output_dir_rule():
     from types import SimpleNamespace
+
     from drl.build import drl_output_dir
     a = SimpleNamespace(output_dir=None, scratch=False, pretrain=None, ckp='checkpoint.pth.tar',
                         config='configs/k400/res3d18.yaml', sp_config='configs/drl/fgsm-e3-i5.yaml',

@@ -152,10 +152,10 @@ def test_drl_dir_gradient_reversal_trains_spatial_model_to_mimic(tmp_path):
 def test_fixed_spatial_model_from_scoring_checkpoint(tmp_path):
     from types import SimpleNamespace
 
+    from core.errors import UserError
     from drl.build import build_spatial_model
     from utils.checkpoint import save_checkpoint
     from utils.config import load_sp_config
-    from utils.errors import UserError
     f, g = _models()
     path = str(tmp_path / 'scoring.pth.tar')
     save_checkpoint({'state_dict_sp': g.state_dict()}, path)

@@ -10,9 +10,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from datasets.episodes import EpisodeSampler
-from models.fewshot import FEWSHOT_MODELS, CloserBaseline, MetaBaseline, build_fewshot_model
-from utils.fewshot_fit import (evaluate_episodes, fit_linear_batched, fit_linear_per_episode,
-                               linear_init, linear_logits, summarize_accuracies)
+from fewshot.fit import (
+    evaluate_episodes,
+    fit_linear_batched,
+    fit_linear_per_episode,
+    linear_init,
+    linear_logits,
+    summarize_accuracies,
+)
+from fewshot.heads import FEWSHOT_MODELS, CloserBaseline, MetaBaseline, build_fewshot_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -279,9 +285,9 @@ def _run_fsl(*args):
 
 def test_main_fsl_end_to_end(tmp_path):
     from datasets import build_dataset
+    from fewshot.features import encode_videos
     from models import build_model
     from utils.checkpoint import save_checkpoint
-    from utils.features import encode_videos
     cfg_path, cfg = _tiny_scenemotion(tmp_path)
     torch.manual_seed(0)
     model = build_model(cfg['model'])
@@ -322,8 +328,8 @@ def test_main_fsl_end_to_end(tmp_path):
 
 
 def test_cache_key_tracks_checkpoint_and_config_not_episodes(tmp_path):
+    from fewshot.features import cache_key
     from utils.checkpoint import save_checkpoint
-    from utils.features import cache_key
     _, cfg = _tiny_scenemotion(tmp_path)
     ckpt = tmp_path / 'a.pth.tar'
     save_checkpoint({'state_dict': {'w': torch.zeros(3)}}, ckpt)

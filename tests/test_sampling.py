@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from datasets.sampling import (clip_indices, clip_starts, frame_indices, frame_times,
-                               resolve_fps, sparse_transpose)
+from datasets.sampling import clip_indices, clip_starts, frame_indices, frame_times, resolve_fps, sparse_transpose
 
 
 def test_uniform_starts_are_segment_middles():

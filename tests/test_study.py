@@ -91,6 +91,7 @@ def test_penalty_probe_step_and_restore():
     """tools/penalty_probe.py: first-order gain lr·‖g‖², parameters restored after the probe, and
     a model that sees only the first frame (static by construction) has nothing to gain."""
     import torch
+
     from tools.penalty_probe import kl, probe_batch
 
     torch.manual_seed(0)

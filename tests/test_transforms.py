@@ -2,8 +2,8 @@
 import pytest
 import torch
 import torchvision.transforms.v2 as T
-from torchvision import tv_tensors
 import torchvision.transforms.v2.functional as TF
+from torchvision import tv_tensors
 
 from datasets.colour import color_jitter, jitter_normalize
 from datasets.transforms import build_transform, jitter_params, library_color_jitter, rrc_params

@@ -40,6 +40,7 @@ def decode_all(path, kind):
     """Decode every frame (video) or read every jpg (frame folder); raise on any failure."""
     import av
     import cv2
+
     from datasets.decode import VideoDecodeError
 
     if kind == 'frames':

@@ -18,10 +18,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from core.errors import UserError  # noqa: E402
 from models.convert import model_hint  # noqa: E402
-from utils.checkpoint import (CheckpointError, check_shapes, load_checkpoint, read_weights,  # noqa: E402
-                              save_checkpoint)
-from utils.errors import UserError  # noqa: E402
+from utils.checkpoint import CheckpointError, check_shapes, load_checkpoint, read_weights, save_checkpoint  # noqa: E402
 
 
 def get_args_parser():

@@ -23,9 +23,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from core.errors import UserError  # noqa: E402
 from utils.checkpoint import save_json  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from utils.errors import UserError  # noqa: E402
 from utils.runner import config_run_name  # noqa: E402
 
 

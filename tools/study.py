@@ -24,8 +24,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tools.jobs import ROOT, Graph  # noqa: E402
 from tools import study_page  # noqa: E402
+from tools.jobs import ROOT, Graph  # noqa: E402
 
 R3D, R2D = 'configs/scenemotion/res3d18.yaml', 'configs/scenemotion/res2d18.yaml'
 SCORING = 'configs/scoring/scenemotion.yaml'

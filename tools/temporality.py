@@ -19,9 +19,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from drl.static import freeze_frames, shuffle_frames  # noqa: E402
+from supervised.step import ClassifierStep, per_class_accuracy  # noqa: E402
 from utils.build import build_loader, default_workers, prepare_model  # noqa: E402
 from utils.checkpoint import load_pretrained, save_json  # noqa: E402
-from utils.classify import ClassifierStep, per_class_accuracy  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.engine import Engine  # noqa: E402
 from utils.optim import build_criterion  # noqa: E402

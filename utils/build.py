@@ -7,8 +7,10 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from core.errors import UserError
+from datasets.collate import video_collate
+
 from .checkpoint import load_pretrained
-from .errors import UserError
 
 log = logging.getLogger('drl')
 
@@ -41,7 +43,6 @@ def build_loader(dataset, cfg, ctx, train, workers=0, batch_size=None):
     loads ``batch_size // W`` videos. Training always uses a :class:`DistributedSampler` (also
     with one process) so the global order depends only on the seed, not on the process count.
     """
-    from datasets.collate import video_collate
     world, rank = ctx.dist.world_size, ctx.dist.rank
     batch = batch_size if batch_size is not None else cfg['dataset']['batch_size']
     if batch < world:

@@ -11,7 +11,8 @@ import shutil
 import numpy as np
 import torch
 
-from .errors import UserError, WriteError
+from core.errors import UserError, WriteError
+from models.convert import UnknownFormat, detect
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,6 @@ def read_weights(path, model=None, key='state_dict', ckpt=None):
     Raises:
         CheckpointError: one line naming the file and the formats tried.
     """
-    from models.convert import UnknownFormat, detect
     ckpt = load_checkpoint(path) if ckpt is None else ckpt
     keys = unwrap(model).state_dict().keys() if model is not None else None
     try:

@@ -14,8 +14,9 @@ import re
 
 import yaml
 
-from .errors import UserError
-from .config_schema import ANY, CFG_SCHEMA, Constraint, MapOf, Open, SP_SCHEMA
+from core.errors import UserError
+
+from .config_schema import ANY, CFG_SCHEMA, SP_SCHEMA, Constraint, MapOf, Open
 
 
 class DuplicateKeyError(yaml.YAMLError):

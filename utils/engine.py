@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from core.errors import DivergenceError, UserError
+from datasets.collate import BadVideoTracker
+from datasets.collate import batch_finisher as find_finisher
+
 from . import dist as dist_utils
-from .checkpoint import (FORMAT_VERSION, load_checkpoint, rng_state, save_checkpoint, save_json,
-                         set_rng_state, unwrap)
-from .errors import DivergenceError, UserError
+from .checkpoint import FORMAT_VERSION, load_checkpoint, rng_state, save_checkpoint, save_json, set_rng_state, unwrap
 from .meters import MetricMeter, write_metrics_csv
 
 log = logging.getLogger('drl')
@@ -96,8 +98,7 @@ def batch_finisher(loader):
     """``(batch, device) -> batch`` bringing ``loader``'s batches to the device: the dataset's
     ``finish_batch`` when it leaves work for the device (``dataset.transform.device_augment``:
     uint8 clips flipped, jittered and normalised there), else :func:`to_device`."""
-    from datasets.collate import batch_finisher as find
-    return find(loader, to_device)
+    return find_finisher(loader, to_device)
 
 
 class Engine:
@@ -228,7 +229,6 @@ class Engine:
 
     def train_one_epoch(self, loader, epoch):
         """One pass over ``loader`` with optimiser steps. Returns averaged metrics (all ranks)."""
-        from datasets.collate import BadVideoTracker
         self._prepare_epoch(loader, epoch)
         self.step.train(True)
         meter, bad = MetricMeter(), BadVideoTracker()
@@ -268,7 +268,6 @@ class Engine:
         Returns:
             dict of averaged metrics plus the step's split-level ``summarize`` results.
         """
-        from datasets.collate import BadVideoTracker
         if epoch is not None:
             self._prepare_epoch(loader, epoch)
         self.step.train(False)

@@ -2,7 +2,7 @@
 import torch
 import torch.nn as nn
 
-from .registry import Registry
+from core.registry import Registry
 
 OPTIMIZERS = Registry('optimizer')
 SCHEDULERS = Registry('lr scheduler')

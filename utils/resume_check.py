@@ -8,7 +8,7 @@ keys (``--amp``, ``-j``, ``-p``, ``--compile``, ...) are not compared. Then:
 
 - same settings, unfinished: resume;
 - same settings, finished (``results.json`` written and the checkpoint at the last epoch):
-  nothing to do, say so and exit 0 (:class:`~utils.errors.RunFinished`);
+  nothing to do, say so and exit 0 (:class:`~core.errors.RunFinished`);
 - other settings: stop with the differing keys, unless ``--resume-changed``, which continues the
   run with the new values (:meth:`utils.engine.Engine.resume`) and writes ``results.json`` anew;
 - ``--debug`` never writes into the folder of a run that was not a debug run (even with
@@ -16,8 +16,9 @@ keys (``--amp``, ``-j``, ``-p``, ``--compile``, ...) are not compared. Then:
 """
 import os
 
+from core.errors import RunFinished, UserError
+
 from .checkpoint import load_checkpoint
-from .errors import RunFinished, UserError
 
 # Keys that do not change what a run computes: data locations, loader workers, feature-cache
 # switches, pictures. ``sp.`` marks keys of the DRL scripts' second config.

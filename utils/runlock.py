@@ -13,7 +13,7 @@ import re
 import socket
 import time
 
-from .errors import UserError
+from core.errors import UserError
 
 LOCK_NAME = '.lock'
 # temporary files of utils.checkpoint._atomic (".<name>.tmp<pid>") and of

@@ -10,9 +10,10 @@ from typing import Any, Optional
 
 import torch
 
+from core.errors import RunFinished, UserError
+
 from . import dist as dist_utils
 from .config import ConfigError, save_config
-from .errors import RunFinished, UserError
 from .logging_utils import setup_logging
 from .resume_check import check_run_folder, run_identity
 from .runlock import lock_folder, release_all, remove_stale_temporaries
@@ -123,6 +124,7 @@ def git_sha():
 
 def seed_everything(seed):
     import random
+
     import numpy as np
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -23,6 +23,8 @@ import pathlib
 
 import numpy as np
 
+from ..base import VideoRecord
+
 HERE = pathlib.Path(__file__).resolve().parent
 SEED = 0
 
@@ -121,8 +123,6 @@ def fewshot_view(family, classes, records, clip_args, split):
     Returns:
         ``(subset_class_names, relabelled_records)``.
     """
-    from ..base import VideoRecord
-
     subset = clip_args.get('subset') or ('base' if split == 'base' else 'novel')
     ids = subset_classes(family, len(classes), clip_args.get('base_cls'), subset)
     pos = {c: i for i, c in enumerate(ids)}

@@ -1,7 +1,7 @@
 """Explicit name -> constructor registries (timm / torchvision style).
 
 Registering the same name twice raises; looking up an unknown name raises a ``KeyError``
-(:class:`utils.errors.UnknownNameError`) that lists the closest registered names.
+(:class:`core.errors.UnknownNameError`) that lists the closest registered names.
 """
 import difflib
 

@@ -5,7 +5,7 @@ import os
 import torch
 from torch.nn import functional as F
 
-from .engine import Step, StepOutput, accuracy, set_bn_eval
+from utils.engine import Step, StepOutput, accuracy, set_bn_eval
 
 
 def per_class_accuracy(logits, labels, classes=None):

@@ -16,8 +16,10 @@ import time
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from . import dist as dist_utils
-from .checkpoint import load_checkpoint, save_checkpoint, unwrap
+from datasets.collate import video_collate
+from utils import dist as dist_utils
+from utils.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from utils.engine import batch_finisher
 
 log = logging.getLogger('drl')
 
@@ -74,8 +76,6 @@ def encode_videos(model, dataset, indices, batch_size=4, num_workers=0, device=N
     Raises:
         RuntimeError: a video could not be decoded (an episode cannot do without it).
     """
-    from datasets.collate import video_collate
-    from .engine import batch_finisher
     net = unwrap(model)
     device = device or next(net.parameters()).device
     indices = [int(i) for i in indices]

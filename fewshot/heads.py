@@ -6,7 +6,7 @@ Both act on many episodes at once. Inputs are per-clip features of a frozen enco
 - ``query``: ``E × n_way × n_query × K × D``,
 
 and the output is ``E × (n_way · n_query) × n_way`` query scores, queries way-major (labels from
-:func:`utils.fewshot_fit.query_labels`). ``CloserBaseline`` scores every query clip and averages
+:func:`fewshot.fit.query_labels`). ``CloserBaseline`` scores every query clip and averages
 the clips' scores; ``MetaBaseline`` scores the clip-averaged feature (both as in the published
 code; ``MetaBaseline(per_clip=True)`` averages the clips' scores instead).
 """
@@ -14,8 +14,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from utils.fewshot_fit import RECIPE, cosine_logits, cosine_scale, fit_linear_batched, linear_logits
-from utils.registry import Registry
+from core.registry import Registry
+
+from .fit import RECIPE, cosine_logits, cosine_scale, fit_linear_batched, linear_logits
 
 FEWSHOT_MODELS = Registry('few-shot model')
 
@@ -34,7 +35,7 @@ class CloserBaseline(nn.Module):
     Per episode a fresh classifier is trained on all support clips (``n_way · n_shot · K``
     samples) with SGD (lr 0.01, momentum 0.9, dampening 0.9, wd 1e-3, 100 epochs, batch 4),
     fresh ``nn.Linear`` initialisation and shuffling per episode; all episodes are fitted
-    together (:func:`utils.fewshot_fit.fit_linear_batched`).
+    together (:func:`fewshot.fit.fit_linear_batched`).
 
     Args:
         method: ``softmax`` (linear layer with bias) or ``dist`` (Baseline++'s cosine

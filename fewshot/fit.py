@@ -318,7 +318,7 @@ def evaluate_episodes(head, feats, support, query, rows=None, chunk=250, generat
     """Per-episode query accuracy of a few-shot head, episodes processed ``chunk`` at a time.
 
     Args:
-        head: a :mod:`models.fewshot` head, ``head(support, query, generator=...)``.
+        head: a :mod:`fewshot.heads` head, ``head(support, query, generator=...)``.
         feats: ``U × K × D`` per-clip features of the videos the episodes use.
         support: ``E × n_way × n_shot`` and query: ``E × n_way × n_query`` dataset indices.
         rows: long tensor mapping a dataset index to its row of ``feats`` (None: identity).
