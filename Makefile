@@ -26,7 +26,7 @@ study: venv
 	$(VPY) tools/study.py
 
 bench: venv
-	$(VPY) benchmarks/train_step.py --batch 2 --frames 8 --size 64 --repeats 3
+	$(VPY) benchmarks/train_step.py --batch 2 --frames 8 --size 64 --repeats 4
 	$(VPY) benchmarks/fewshot.py --episodes 200 --slow-episodes 50
 	mkdir -p $(BENCH_VIDEOS)
 	$(VPY) -c "import sys; sys.path.insert(0, 'benchmarks'); import gpu; gpu.make_videos('$(BENCH_VIDEOS)', 4, 3.0)"

@@ -42,7 +42,7 @@ load changes on a shared machine hit both; clips/s from the median step time; th
 median over rounds of (published step time / our step time) in the same round.
 
     python benchmarks/train_step.py                                  # baseline + DRL-FGSM
-    python benchmarks/train_step.py --workload drl-fgsm drl-pgd drl-dir --repeats 5
+    python benchmarks/train_step.py --workload drl-fgsm drl-pgd drl-dir --repeats 6
     python benchmarks/train_step.py --device cuda --amp bf16 --channels-last
     python benchmarks/train_step.py --batch 2 --frames 4 --size 32 --repeats 1   # seconds
 
@@ -487,7 +487,8 @@ def parse_args(argv=None):
     p.add_argument('--depth', type=int, default=18, help='R3D depth (the spatial model is ResNet-18)')
     p.add_argument('--width', type=float, default=1.0, help='widen_factor of both models (≤ 1)')
     p.add_argument('--classes', type=int, default=400)
-    p.add_argument('--repeats', type=int, default=3, help='timed rounds (one step of each variant)')
+    p.add_argument('--repeats', type=int, default=4,
+                   help='timed rounds (one step of each variant; even: the ABBA order balances)')
     p.add_argument('--warmup', type=int, default=0,
                    help='extra untimed rounds (the checked step warms both up; a step with '
                         'speed-ups gets at least one)')
