@@ -66,6 +66,8 @@ SWEEP = {
                                                   'dataset.scenemotion.bias=0.5'], '3d', 'baseline bias=0.5'),
     'fgsm eps=0.1': ('main-drl.py', [R3D, 'configs/drl/scenemotion-fgsm.yaml', 'sp.adversary.args.eps=0.1'],
                      '3d', 'resnet3d'),
+    'fgsm eps=0.3': ('main-drl.py', [R3D, 'configs/drl/scenemotion-fgsm.yaml', 'sp.adversary.args.eps=0.3'],
+                     '3d', 'resnet3d'),
 }
 
 
