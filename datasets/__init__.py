@@ -5,6 +5,8 @@ Families register ``fn(cfg, split, clip_args, transform) -> VideoDataset`` in ``
 their few-shot variants); ``build_dataset`` picks the train transform for the ``train`` /
 ``base`` splits and the test transform otherwise.
 """
+from typing import Any, Optional
+
 # The family modules register their names in DATASETS when imported: all of them, here, in this order.
 from . import diving48, hmdb51, jester, kinetics, scenemotion, something, ucf101  # noqa: F401
 from .base import VideoDataset, VideoRecord  # noqa: F401
@@ -16,7 +18,7 @@ from .transforms import build_transform
 TRAIN_SPLITS = ('train', 'base')
 
 
-def build_dataset(cfg, split, seed=None):
+def build_dataset(cfg: dict[str, Any], split: str, seed: Optional[int] = None) -> VideoDataset:
     """Build split ``split`` (a key of ``cfg['dataset']['args']``) of ``cfg['dataset']['name']``.
 
     ``seed`` (default ``cfg['seed']`` or 0) seeds every item's random draws;

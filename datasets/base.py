@@ -1,6 +1,10 @@
 """The dataset class every family builds: records in, normalised clip tensors out."""
+from __future__ import annotations
+
 import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 
@@ -42,8 +46,9 @@ class VideoDataset(torch.utils.data.Dataset):
     (``aug``); :attr:`finish_batch` then completes batches on the training device.
     """
 
-    def __init__(self, records, classes, clip_args, transform, train, seed=0, fps_default=None,
-                 decode_device='cpu'):
+    def __init__(self, records: Iterable[VideoRecord], classes: Sequence[str], clip_args: Mapping[str, Any],
+                 transform: Callable[..., Any], train: bool, seed: int = 0, fps_default: Optional[float] = None,
+                 decode_device: str = 'cpu') -> None:
         self.records = list(records)
         self.classes = list(classes)
         self.labels = [r.label for r in self.records]
@@ -59,27 +64,27 @@ class VideoDataset(torch.utils.data.Dataset):
         self.epoch = 0
         self.set_decode_device(decode_device)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.records)
 
-    def set_decode_device(self, device):
+    def set_decode_device(self, device: str) -> None:
         """Decode on ``'cpu'`` or ``'cuda'``; checks the value (and, for ``'cuda'``, whether
         this machine can decode on the GPU at all: if not, the one warning is given now)."""
         self.decode_device = check_decode_device(device)
 
     @property
-    def finish_batch(self):
+    def finish_batch(self) -> Optional[Callable[[dict[str, Any], torch.device], dict[str, Any]]]:
         """``(batch, device) -> batch`` that completes this dataset's batches on the training
         device (the transform's :meth:`~datasets.transforms.VideoTransform.finisher`), or
         ``None`` when the workers' batches are already final (then only moved)."""
         finisher = getattr(self.transform, 'finisher', None)
         return finisher(self.sparse) if finisher is not None else None
 
-    def set_epoch(self, epoch):
+    def set_epoch(self, epoch: int) -> None:
         """Called by the engine before each epoch: changes every item's random draws."""
         self.epoch = int(epoch)
 
-    def generator(self, index):
+    def generator(self, index: int) -> torch.Generator:
         """The item's private generator, seeded from ``(seed, epoch, index)``."""
         g = torch.Generator()
         # mix the triple into one 63-bit seed (plain arithmetic: identical in every process)
@@ -87,7 +92,7 @@ class VideoDataset(torch.utils.data.Dataset):
         g.manual_seed(((self.seed * p + self.epoch) * p + int(index)) % (1 << 63))
         return g
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> dict[str, Any]:
         """Returns ``{'video': K × C × T × H × W, 'label', 'index', 'vid'}`` or, when the
         video cannot be decoded, ``{'index', 'vid', 'error': '<path>: <reason>'}``.
         With ``sparse`` the video is ``T × C × K × H × W`` (T clips of K frames).

@@ -5,16 +5,31 @@ A registered builder is ``fn(cfg, split, clip_args, transform) -> VideoDataset``
 (:func:`datasets.build_dataset` calls it). The registry lives in this module, not in the package
 ``__init__``, so it exists before any family module registers, whatever is imported first.
 """
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Optional
+
 from core.registry import Registry
 
 from .fewshot_splits import fewshot_view
 from .paths import annotation_phase, find_layout, finish, resolve_root
 
-DATASETS = Registry('dataset')
+if TYPE_CHECKING:
+    from .base import VideoDataset, VideoRecord
+    from .paths import Layout, LayoutSpec
+
+# fn(cfg, split, clip_args, transform) -> VideoDataset
+DatasetBuilder = Callable[[dict[str, Any], str, dict[str, Any], Callable[..., Any]], 'VideoDataset']
+DATASETS: Registry[DatasetBuilder] = Registry('dataset')
 
 
-def register_family(family, read, *, expects, layouts, markers, phases, names=None,
-                    fewshot_names=None, default_eval='val', fewshot_eval=None):
+def register_family(family: str,
+                    read: Callable[[dict[str, Any], Layout, str, dict[str, Any]], tuple[list[str], list[VideoRecord]]],
+                    *, expects: str, layouts: Mapping[str, LayoutSpec], markers: Sequence[str],
+                    phases: Mapping[str, str], names: Optional[Sequence[str]] = None,
+                    fewshot_names: Optional[Sequence[str]] = None, default_eval: str = 'val',
+                    fewshot_eval: Optional[str] = None) -> dict[str, DatasetBuilder]:
     """Register one family's builders: its full-dataset names and its few-shot variants.
 
     Every builder does the same steps: the root (:func:`datasets.paths.resolve_root`), the

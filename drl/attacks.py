@@ -16,19 +16,22 @@ The ``SP`` variants keep one perturbation per position of the dims in ``cp_dim``
 e.g. time), so all frames of a clip receive the same perturbation: a static, appearance-only
 attack.
 """
+from __future__ import annotations
+
 import abc
 import contextlib
 import copy
+from typing import Any
 
 import torch
 from torch.nn import functional as F
 
 from core.registry import Registry
 
-ATTACKS = Registry('adversary')
+ATTACKS: Registry[type[_Attack]] = Registry('adversary')
 
 
-def build_attack(name, **kwargs):
+def build_attack(name: str, **kwargs: Any) -> _Attack:
     """``build_attack('FGSM', eps=0.03, iters=5, ...)`` from a config's ``adversary`` block.
 
     Raises:

@@ -1,22 +1,34 @@
 """Set-up shared by main-drl.py and main-drl-dir.py: where the baseline video model comes from,
 where the run goes, the spatial model, and the two-group optimiser (SEMANTICS §1, §5)."""
+from __future__ import annotations
+
+import argparse
 import logging
 import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Optional
+
+import torch.nn as nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+from torch.utils.data import DataLoader
 
 from core.errors import UserError
-from datasets import build_dataset
+from datasets import VideoDataset, build_dataset
 from models import build_model
 from utils.build import build_loader, default_workers, prepare_model, to_memory_format
 from utils.checkpoint import load_pretrained, read_weights, unwrap
 from utils.config import load_config, load_sp_config
 from utils.engine import Engine
 from utils.optim import build_optimizer, build_scheduler
-from utils.runner import apply_batch_flags, config_run_name, setup_run
+from utils.runner import RunContext, apply_batch_flags, config_run_name, setup_run
+from utils.step import Step
 
 log = logging.getLogger('drl')
 
 
-def build_data(cfg, ctx, args):
+def build_data(cfg: dict[str, Any], ctx: RunContext,
+               args: argparse.Namespace) -> tuple[dict[str, VideoDataset], dict[str, DataLoader]]:
     """Datasets and loaders of the main config: ``train``/``test``/``test_final`` (only
     ``test_final`` with ``-e``). Returns ``(datasets, loaders)`` dicts keyed by split."""
     splits = ['test_final'] if args.evaluate else ['train', 'test', 'test_final']
@@ -28,7 +40,7 @@ def build_data(cfg, ctx, args):
     return data, loaders
 
 
-def baseline_checkpoint(args):
+def baseline_checkpoint(args: argparse.Namespace) -> Optional[str]:
     """The video model's starting weights: ``--pretrain``, nothing with ``--scratch``, else
     ``checkpoints/<cfg path without first component and .yaml>/<--ckp>``."""
     if args.scratch:
@@ -38,7 +50,7 @@ def baseline_checkpoint(args):
     return os.path.join('checkpoints', config_run_name(args.config), args.ckp)
 
 
-def drl_output_dir(args):
+def drl_output_dir(args: argparse.Namespace) -> str:
     """``<folder of the baseline checkpoint>/<sp cfg path without first component>``, e.g.
     ``checkpoints/k400/res3d18/drl/fgsm-e3-i5`` (``_debug`` appended with ``--debug``);
     ``--output-dir`` wins."""
@@ -50,14 +62,14 @@ def drl_output_dir(args):
     return out + '_debug' if args.debug else out
 
 
-def _head_fits(model, ckpt_path):
+def _head_fits(model: nn.Module, ckpt_path: str) -> bool:
     state = read_weights(ckpt_path, model)[1]  # any format models/convert.py reads
     head = unwrap(model).head
     w = state.get('head.weight')
     return w is not None and hasattr(head, 'weight') and tuple(w.shape) == tuple(head.weight.shape)
 
 
-def load_video_model(model, args, need_head):
+def load_video_model(model: nn.Module, args: argparse.Namespace, need_head: bool) -> Optional[str]:
     """Load the baseline into the video model ``f``, keeping its classifier when it fits.
 
     Args:
@@ -83,7 +95,8 @@ def load_video_model(model, args, need_head):
     return path
 
 
-def build_spatial_model(cfg, cfg_sp, ctx, args, ret_feat=()):
+def build_spatial_model(cfg: dict[str, Any], cfg_sp: dict[str, Any], ctx: RunContext, args: argparse.Namespace,
+                        ret_feat: Sequence[str] = ()) -> Optional[nn.Module]:
     """The spatial model of the DRL config (``n_class`` from the main config), on the device,
     with its 2D convolutions channels-last (faster forward + input gradient, same numbers).
 
@@ -109,7 +122,8 @@ def build_spatial_model(cfg, cfg_sp, ctx, args, ret_feat=()):
     return g
 
 
-def build_drl_optimizer(cfg_sp, f=None, g=None):
+def build_drl_optimizer(cfg_sp: Mapping[str, Any], f: Optional[nn.Module] = None,
+                        g: Optional[nn.Module] = None) -> tuple[Optimizer, Optional[LRScheduler]]:
     """One optimiser, one parameter group per trained model: ``g`` with
     ``optimizer.model_sp.args``, ``f`` with ``optimizer.model.args`` (either may be ``None``,
     i.e. not trained). The scheduler (``optimizer.schedule``) acts on both groups."""
@@ -129,25 +143,29 @@ def build_drl_optimizer(cfg_sp, f=None, g=None):
     return optimizer, build_scheduler(opt, optimizer)
 
 
-def normalisation(cfg):
+def normalisation(cfg: Mapping[str, Any]) -> tuple[list[float], list[float]]:
     """(mean, std) of the main config's transform, for pictures of clips."""
     norm = cfg['dataset'].get('transform', {}).get('normalize') or {}
     return norm.get('mean', [0.0, 0.0, 0.0]), norm.get('std', [1.0, 1.0, 1.0])
 
 
-def freeze_module(m):
+def freeze_module(m: nn.Module) -> nn.Module:
     """Exclude a module from learning (no grads); its mode is set by the step."""
     m.requires_grad_(False)
     return m
 
 
 
-def run_drl(args, build_step):
+BuildStep = Callable[[dict[str, Any], dict[str, Any], RunContext, argparse.Namespace, Sequence[str]], Step]
+
+
+def run_drl(args: argparse.Namespace, build_step: BuildStep) -> None:
     """The run of both DRL scripts: configs -> data -> step -> engine -> final test.
 
     Args:
-        build_step: ``(cfg, cfg_sp, ctx, args, classes) -> step`` with ``trained_models()`` and
-            ``test_with_best`` (see :class:`drl.steps._DRLStep`).
+        build_step: ``(cfg, cfg_sp, ctx, args, classes) -> Step``; the optimiser gets the step's
+            ``trained_models()`` (``state_dict``: ``f``, ``state_dict_sp``: ``g``), the final
+            test loads ``model_best`` when ``test_with_best()`` says so.
     """
     cfg = apply_batch_flags(load_config(args.config, args.overrides), args)
     cfg_sp = load_sp_config(args.sp_config, args.overrides)
@@ -157,7 +175,8 @@ def run_drl(args, build_step):
 
     data, loaders = build_data(cfg, ctx, args)
     step = build_step(cfg, cfg_sp, ctx, args, next(iter(data.values())).classes)
-    optimizer, scheduler = build_drl_optimizer(cfg_sp, *step.trained_models())
+    trained = step.trained_models()
+    optimizer, scheduler = build_drl_optimizer(cfg_sp, f=trained.get('state_dict'), g=trained.get('state_dict_sp'))
     engine = Engine(step, optimizer, scheduler, ctx, epochs=cfg_sp['optimizer']['epochs'],
                     eval_period=cfg_sp.get('eval_period') or cfg.get('eval_period', 1))
     if args.evaluate:
@@ -167,4 +186,4 @@ def run_drl(args, build_step):
         engine.resume(enabled=not args.no_resume)
         engine.fit(loaders['train'], loaders.get('test'))
     if 'test_final' in loaders:
-        engine.test(loaders['test_final'], use_best=step.test_with_best and not args.evaluate)
+        engine.test(loaders['test_final'], use_best=step.test_with_best() and not args.evaluate)

@@ -6,6 +6,7 @@ so a config's ``criterion.name`` can name either and ``build_criterion`` resolve
 returns a scalar (batch mean) unless ``reduction='none'`` (a ``B`` vector).
 """
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,7 +80,7 @@ class JSDLoss(nn.Module):
         return _reduce(0.5 * (kl_pm + kl_qm), self.reduction)
 
 
-def build_criterion(name, **kwargs):
+def build_criterion(name: str, **kwargs: Any) -> nn.Module:
     """Build a loss by name (``KDLoss``, ``JSDLoss`` or any ``torch.nn`` loss class).
 
     Raises:

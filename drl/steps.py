@@ -7,17 +7,24 @@
   prediction (frozen / shuffled clips through ``f``, or ``g`` behind a gradient-reversal layer).
 
 Both record ``logits`` / ``logits_sp`` / ``labels`` on evaluation; ``summarize`` turns them into
-the dynamic score (``drl.metrics``) and, on the final test, the per-class CSV and chart.
+the dynamic score (``drl.metrics``) and, on the final test, per-class scores; ``report`` (called by
+the engine on rank 0) writes the per-class CSV and chart of the final test.
 Tensors: ``x`` is ``B × K × C × T × H × W``, logits ``B × n_class``, labels ``B``.
 """
+from __future__ import annotations
+
 import logging
 import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
+import torch.nn as nn
 from torch.nn import functional as F
 
 from utils.checkpoint import unwrap
-from utils.engine import Step, StepOutput, accuracy, set_bn_eval
+from utils.engine import accuracy, set_bn_eval
+from utils.step import Batch, Records, Step, StepOutput
 
 from . import report
 from .grl import grad_reverse
@@ -25,10 +32,15 @@ from .losses import build_criterion
 from .metrics import agreement, dynamic_scores, per_class_scores
 from .static import freeze_frames, shuffle_frames
 
+if TYPE_CHECKING:
+    from utils.runner import RunContext
+
+    from .attacks import _Attack
+
 log = logging.getLogger('drl')
 
 
-def split_output(out):
+def split_output(out: torch.Tensor | dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Model output -> (logits ``B × n``, feature dict); models with ``ret_feat`` return dicts."""
     if isinstance(out, dict):
         return out['pred'], out
@@ -43,7 +55,7 @@ def _pooled(feat, frames):
     return feat.mean((1, 3, 4)) if frames else feat.mean((2, 3, 4))
 
 
-def logit_grad_norms(logits, **terms):
+def logit_grad_norms(logits: torch.Tensor, **terms: torch.Tensor) -> dict[str, float]:
     """Diagnostics: the L2 norm of each loss term's gradient at the logits (what flows back
     into the video model), and ``grad_ratio`` = penalty / ce when both are given.
 
@@ -64,7 +76,8 @@ def logit_grad_norms(logits, **terms):
 
 
 @torch.no_grad()
-def attack_effect(g, x_adv, o, o_adv, y_hat):
+def attack_effect(g: nn.Module, x_adv: torch.Tensor, o: torch.Tensor, o_adv: torch.Tensor,
+                  y_hat: torch.Tensor) -> dict[str, float]:
     """Diagnostics of one attacked batch (percent, and KL in nats).
 
     ``Acc@1_sp_adv``: how often the spatial model still agrees with the video model's decision
@@ -88,12 +101,12 @@ class FeatureLoss:
     Config: ``{keys: [pool], name: MSELoss, args: {}, weight: 1.0}`` (name defaults to MSELoss).
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
         self.keys = list(cfg.get('keys') or [])
         self.weight = float(cfg.get('weight', 1.0))
         self.criterion = build_criterion(cfg.get('name', 'MSELoss'), **(cfg.get('args') or {}))
 
-    def __call__(self, feats_sp, feats):
+    def __call__(self, feats_sp: Mapping[str, torch.Tensor], feats: Mapping[str, torch.Tensor]) -> torch.Tensor:
         total = 0.0
         for k in self.keys:
             a, b = _pooled(feats_sp[k], frames=True), _pooled(feats[k], frames=False)
@@ -102,21 +115,21 @@ class FeatureLoss:
 
 
 class _DRLStep(Step):
-    """Shared parts: evaluation records, the dynamic score and its report files."""
+    """Shared parts: evaluation records, the dynamic score and its report files.
 
-    def __init__(self, ctx=None, classes=None):
+    Args:
+        modules: checkpoint key -> module (``state_dict``: ``f``, ``state_dict_sp``: ``g``).
+        ctx: the run context (rank, output folder, TensorBoard) for pictures made while training.
+        classes: class names (index = label) for per-class results.
+    """
+
+    def __init__(self, modules: Mapping[str, nn.Module], ctx: Optional[RunContext] = None,
+                 classes: Optional[Sequence[str]] = None) -> None:
+        super().__init__(modules)
         self.ctx, self.classes = ctx, classes
 
-    def trained_models(self):
-        """``(f, g)`` for the optimiser; ``None`` for a model that stays fixed (or is absent)."""
-        return self.f, self.g
-
-    @property
-    def test_with_best(self):
-        """Whether the final test loads ``model_best`` (the epoch with the best val Acc@1)."""
-        return True
-
-    def summarize(self, records, tag):
+    def summarize(self, records: Records, tag: str) -> dict[str, Any]:
+        """Dynamic score, agreement, ... of the split; on ``test_final`` also per class."""
         if 'logits_sp' not in records or len(records['labels']) == 0:
             return {}
         logits, logits_sp, labels = records['logits'], records['logits_sp'], records['labels']
@@ -128,14 +141,21 @@ class _DRLStep(Step):
             out['per_class_dynamic_score'] = {
                 (self.classes[r['class']] if self.classes else str(r['class'])): r['dynamic_score']
                 for r in rows if r['n'] > 0}
-            if self.ctx is not None and self.ctx.is_main:
-                d = self.ctx.out_dir
-                report.write_class_csv(rows, self.classes, os.path.join(d, 'dynamic_score_per_class.csv'))
-                report.plot_class_scores(rows, self.classes, os.path.join(d, 'dynamic_score_per_class.png'),
-                                         overall=out['dynamic_score'])
         return out
 
-    def _eval_output(self, logits, logits_sp, labels):
+    def report(self, records: Records, tag: str, summary: Mapping[str, Any], out_dir: str) -> list[str]:
+        """On ``test_final``: ``dynamic_score_per_class.csv`` and ``.png`` in ``out_dir``."""
+        if tag != 'test_final' or 'logits_sp' not in records or len(records['labels']) == 0:
+            return []
+        logits = records['logits']
+        rows = per_class_scores(logits, records['logits_sp'], records['labels'], logits.shape[1])
+        csv_path = os.path.join(out_dir, 'dynamic_score_per_class.csv')
+        png_path = os.path.join(out_dir, 'dynamic_score_per_class.png')
+        report.write_class_csv(rows, self.classes, csv_path)
+        report.plot_class_scores(rows, self.classes, png_path, overall=summary['dynamic_score'])
+        return [csv_path, png_path]
+
+    def _eval_output(self, logits: torch.Tensor, logits_sp: torch.Tensor, labels: torch.Tensor) -> StepOutput:
         acc1, acc5 = accuracy(logits.float(), labels)
         metrics = {'loss': F.cross_entropy(logits.float(), labels).item(), 'Acc@1': acc1, 'Acc@5': acc5,
                    'Acc@1_sp': accuracy(logits_sp.float(), labels, topk=(1,))[0],
@@ -159,26 +179,30 @@ class DRLAugStep(_DRLStep):
         norm: ``(mean, std)`` of the input normalisation (for pictures).
     """
 
-    def __init__(self, f, g, criterion_sp, attack=None, freeze_bn=False, freeze_sp=False,
-                 feat_loss=None, ctx=None, classes=None, visualize=None, norm=None):
-        super().__init__(ctx, classes)
+    def __init__(self, f: nn.Module, g: nn.Module, criterion_sp: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 attack: Optional[_Attack] = None, freeze_bn: bool = False, freeze_sp: bool = False,
+                 feat_loss: Optional[FeatureLoss] = None, ctx: Optional[RunContext] = None,
+                 classes: Optional[Sequence[str]] = None, visualize: Optional[Mapping[str, int]] = None,
+                 norm: Optional[tuple[Sequence[float], Sequence[float]]] = None) -> None:
+        super().__init__({'state_dict': f, 'state_dict_sp': g}, ctx, classes)
         self.f, self.g, self.criterion_sp, self.attack = f, g, criterion_sp, attack
         self.scoring = attack is None
         self.freeze_bn, self.freeze_sp, self.feat_loss = freeze_bn, freeze_sp, feat_loss
-        self.modules = {'state_dict': f, 'state_dict_sp': g}
         self.visualize = dict({'n_clips': 4, 'every': 1}, **(visualize or {}))
         self.norm = norm or ([0.0] * 3, [1.0] * 3)
         self.epoch, self._vis_due = 0, False
 
-    def trained_models(self):
-        return (None if self.scoring else self.f), (None if self.freeze_sp else self.g)
+    def trained_models(self) -> dict[str, nn.Module]:
+        """``f`` unless scoring, ``g`` unless ``freeze_sp``."""
+        trained = {'state_dict': None if self.scoring else self.f,
+                   'state_dict_sp': None if self.freeze_sp else self.g}
+        return {k: m for k, m in trained.items() if m is not None}
 
-    @property
-    def test_with_best(self):
+    def test_with_best(self) -> bool:
         # scoring wants the converged spatial model (last epoch); f never changes there
         return not self.scoring
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> None:
         self.f.train(mode and not self.scoring)
         if mode and self.freeze_bn:
             set_bn_eval(self.f)
@@ -187,7 +211,7 @@ class DRLAugStep(_DRLStep):
             self.epoch += 1
             self._vis_due = self.visualize['every'] > 0 and (self.epoch - 1) % self.visualize['every'] == 0
 
-    def train_step(self, batch):
+    def train_step(self, batch: Batch) -> StepOutput:
         x, y = batch['video'], batch['label']
         with torch.set_grad_enabled(not self.scoring):
             o, feats = split_output(self.f(x))
@@ -217,7 +241,7 @@ class DRLAugStep(_DRLStep):
         return StepOutput(loss=loss, n=y.shape[0], metrics=metrics)
 
     @torch.no_grad()
-    def eval_step(self, batch):
+    def eval_step(self, batch: Batch) -> StepOutput:
         x, y = batch['video'], batch['label']
         o, _ = split_output(self.f(x))
         o_sp, _ = split_output(self.g(x))
@@ -253,21 +277,23 @@ class DRLDirStep(_DRLStep):
         seed: seeds the frame orders used on evaluation (reproducible shuffled clips).
     """
 
-    def __init__(self, f, g, criterion_sp, lam=0.5, scale=False, shuffle=False, freeze_bn=False,
-                 ctx=None, classes=None, seed=0):
-        super().__init__(ctx, classes)
+    def __init__(self, f: nn.Module, g: Optional[nn.Module],
+                 criterion_sp: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], lam: float = 0.5,
+                 scale: bool = False, shuffle: bool = False, freeze_bn: bool = False,
+                 ctx: Optional[RunContext] = None, classes: Optional[Sequence[str]] = None, seed: int = 0) -> None:
+        super().__init__({'state_dict': f, **({'state_dict_sp': g} if g is not None else {})}, ctx, classes)
         self.f, self.g, self.criterion_sp = f, g, criterion_sp
         self.lam, self.scale, self.shuffle, self.freeze_bn, self.seed = lam, scale, shuffle, freeze_bn, seed
-        self.modules = {'state_dict': f, **({'state_dict_sp': g} if g is not None else {})}
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> None:
         self.f.train(mode)
         if mode and self.freeze_bn:
             set_bn_eval(self.f)
         if self.g is not None:
             self.g.train(mode)
 
-    def static_logits(self, x, training, generator=None):
+    def static_logits(self, x: torch.Tensor, training: bool,
+                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """The static model's logits ``B × n``: ``g(x)`` (reversed gradient while training) or
         ``f`` on frozen / shuffled clips (no gradient)."""
         if self.g is not None:
@@ -277,7 +303,7 @@ class DRLDirStep(_DRLStep):
         with torch.no_grad():
             return split_output(self.f(x_s))[0].detach()
 
-    def train_step(self, batch):
+    def train_step(self, batch: Batch) -> StepOutput:
         x, y = batch['video'], batch['label']
         o, _ = split_output(self.f(x))
         o_s = self.static_logits(x, training=True)
@@ -299,7 +325,7 @@ class DRLDirStep(_DRLStep):
         return StepOutput(loss=loss, n=y.shape[0], metrics=metrics)
 
     @torch.no_grad()
-    def eval_step(self, batch):
+    def eval_step(self, batch: Batch) -> StepOutput:
         x, y = batch['video'], batch['label']
         gen = None
         if self.shuffle and self.g is None:

@@ -10,6 +10,9 @@ and the output is ``E × (n_way · n_query) × n_way`` query scores, queries way
 the clips' scores; ``MetaBaseline`` scores the clip-averaged feature (both as in the published
 code; ``MetaBaseline(per_clip=True)`` averages the clips' scores instead).
 """
+from collections.abc import Mapping
+from typing import Any, Optional
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -18,7 +21,7 @@ from core.registry import Registry
 
 from .fit import RECIPE, cosine_logits, cosine_scale, fit_linear_batched, linear_logits
 
-FEWSHOT_MODELS = Registry('few-shot model')
+FEWSHOT_MODELS: Registry[type[nn.Module]] = Registry('few-shot model')
 
 
 def _check(support, query):
@@ -129,7 +132,7 @@ class MetaBaseline(nn.Module):
         return logits.unflatten(1, (-1, k)).mean(2) if self.per_clip else logits
 
 
-def build_fewshot_model(cfg_fs):
+def build_fewshot_model(cfg_fs: Optional[Mapping[str, Any]]) -> nn.Module:
     """Build the head of a config's ``model_fs`` block (``name``, optional ``args``)."""
     if not cfg_fs or 'name' not in cfg_fs:
         raise ValueError('the config needs a model_fs block with a name '

@@ -6,18 +6,21 @@ returns a :class:`models.head.VideoModel`: input ``B × K × C × T × H × W``,
 """
 import difflib
 import inspect
+from collections.abc import Mapping
+from typing import Any
 
 # The families register their models in MODELS when imported: all of them, here, in this order.
 from . import resnet2d, resnet3d, tsm, tv_video  # noqa: F401
+from .head import VideoModel
 from .registry import MODELS
 
 
-def list_models():
+def list_models() -> list[str]:
     """Names of the registered models."""
     return MODELS.names()
 
 
-def build_model_from_args(name, **kwargs):
+def build_model_from_args(name: str, **kwargs: Any) -> VideoModel:
     """Build registered model ``name`` with keyword arguments; an unknown argument raises a
     ``TypeError`` naming it, the model and the closest valid argument."""
     fn = MODELS.get(name)
@@ -30,7 +33,7 @@ def build_model_from_args(name, **kwargs):
     return fn(**kwargs)
 
 
-def build_model(model_cfg, **overrides):
+def build_model(model_cfg: Mapping[str, Any], **overrides: Any) -> VideoModel:
     """Build the model described by a config's ``model`` block.
 
     Args:

@@ -4,8 +4,12 @@ A video batch is ``B × K × C × T × H × W`` (K clips per video). Each clip i
 pooled feature (``forward_features``), the head (dropout → linear) scores every clip, and the
 clip scores are combined into one prediction per video (``forward_head``, "clip consensus").
 """
+from __future__ import annotations
+
 import abc
 import math
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 from torch import nn
@@ -15,7 +19,7 @@ CONSENSUS = ('avg', 'avg_softmax', 'max')
 FEATURE_NAMES = ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'pool')
 
 
-def clip_consensus(logits, mode):
+def clip_consensus(logits: torch.Tensor, mode: str) -> torch.Tensor:
     """Combine per-clip scores into one score per video.
 
     Args:
@@ -53,7 +57,8 @@ class VideoModel(nn.Module, metaclass=abc.ABCMeta):
         ret_feat: names of features to return next to the logits (``FEATURE_NAMES``).
     """
 
-    def __init__(self, num_features, n_class, dropout=0.0, consensus='avg', ret_feat=()):
+    def __init__(self, num_features: int, n_class: int, dropout: float = 0.0, consensus: str = 'avg',
+                 ret_feat: Sequence[str] = ()) -> None:
         super().__init__()
         if consensus not in CONSENSUS:
             raise ValueError(f'unknown consensus {consensus!r}; expected one of {CONSENSUS}')
@@ -72,7 +77,7 @@ class VideoModel(nn.Module, metaclass=abc.ABCMeta):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Linear(num_features, n_class) if n_class > 0 else nn.Identity()
 
-    def reset_head(self, n_class):
+    def reset_head(self, n_class: int) -> None:
         """Replace the classifier by a freshly initialised one with ``n_class`` outputs
         (0 removes it); keeps the device and dtype of the trunk."""
         ref = next(self.parameters())
@@ -83,15 +88,15 @@ class VideoModel(nn.Module, metaclass=abc.ABCMeta):
             self.head = nn.Identity()
 
     @abc.abstractmethod
-    def forward_features(self, x, feats=None):
+    def forward_features(self, x: torch.Tensor, feats: Optional[dict[str, torch.Tensor]] = None) -> torch.Tensor:
         """``N × C × T × H × W`` → ``N × D``; see the class docstring."""
 
-    def forward_head(self, feat):
+    def forward_head(self, feat: torch.Tensor) -> torch.Tensor:
         """Per-clip pooled features ``B × K × D`` → video scores ``B × n_class``
         (``B × D`` when ``n_class`` is 0)."""
         return clip_consensus(self.head(self.dropout(feat)), self.consensus)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         """Score videos.
 
         Args:

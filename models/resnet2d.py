@@ -4,6 +4,11 @@ pooled frame features are averaged over time.
 The trunk modules keep torchvision's names (``conv1``, ``bn1``, ``layer1``..``layer4``), so
 ImageNet checkpoints load key for key; torchvision's ``fc`` becomes the shared ``head``.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
 import torch
 import torchvision
 from torch import nn
@@ -16,7 +21,7 @@ ARCHS = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext5
          'resnext101_32x8d', 'wide_resnet50_2', 'wide_resnet101_2')
 
 
-def resolve_arch(arch=None, model_depth=None):
+def resolve_arch(arch: Optional[str] = None, model_depth: Optional[int] = None) -> str:
     """torchvision architecture name from ``arch`` or ``model_depth`` (they must agree)."""
     if arch is None and model_depth is None:
         raise ValueError('give the 2D ResNet as arch (e.g. resnet18) or model_depth (18/34/50/101/152)')
@@ -79,8 +84,9 @@ class ResNet2D(VideoModel):
     runs its convolutions channels-last.
     """
 
-    def __init__(self, n_class=400, model_depth=None, arch=None, pretrained=False,
-                 pretrained_path=None, dropout=0.0, ret_feat=(), consensus='avg', widen_factor=1.0):
+    def __init__(self, n_class: int = 400, model_depth: Optional[int] = None, arch: Optional[str] = None,
+                 pretrained: bool = False, pretrained_path: Optional[str] = None, dropout: float = 0.0,
+                 ret_feat: Sequence[str] = (), consensus: str = 'avg', widen_factor: float = 1.0) -> None:
         arch = resolve_arch(arch, model_depth)
         if pretrained and widen_factor != 1:
             raise ValueError('resnet2d: ImageNet weights need widen_factor 1 (set pretrained: false)')
@@ -110,7 +116,7 @@ class ResNet2D(VideoModel):
             self._keep(feats, f'conv{i + 2}', x.unflatten(0, (-1, t)))
         return x
 
-    def forward_features(self, x, feats=None):
+    def forward_features(self, x: torch.Tensor, feats: Optional[dict[str, torch.Tensor]] = None) -> torch.Tensor:
         """Clips ``N × C × T × H × W`` → frame-averaged pooled features ``N × D``."""
         t = x.shape[2]
         x = self._trunk(self._frames(x), t, feats)
@@ -118,8 +124,9 @@ class ResNet2D(VideoModel):
 
 
 @MODELS.register('resnet2d')
-def resnet2d(n_class=400, model_depth=None, arch=None, pretrained=False, pretrained_path=None,
-             dropout=0.0, ret_feat=(), consensus='avg', widen_factor=1.0):
+def resnet2d(n_class: int = 400, model_depth: Optional[int] = None, arch: Optional[str] = None,
+             pretrained: bool = False, pretrained_path: Optional[str] = None, dropout: float = 0.0,
+             ret_feat: Sequence[str] = (), consensus: str = 'avg', widen_factor: float = 1.0) -> ResNet2D:
     """Frame-wise torchvision ResNet (``model_depth`` 18/34/50/101/152 or ``arch``); stage widths
     × ``widen_factor`` (≤ 1, random init only)."""
     if model_depth is None and arch is None:

@@ -5,6 +5,12 @@ Stem: conv ``conv1_t_size × 7 × 7``, stride ``(conv1_t_stride, 2, 2)``, BN, Re
 of widths 64/128/256/512 (× ``widen_factor``, × 4 for bottlenecks); stages 2-4 start with
 stride 2 in time, height and width. Global average pooling gives the clip feature.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+import torch
 from torch import nn
 from torch.nn import functional as F
 
@@ -94,9 +100,10 @@ class ResNet3D(VideoModel):
     ``conv2``..``conv5`` (stages 1-4), each ``N × C' × T' × H' × W'`` with N = B·K.
     """
 
-    def __init__(self, n_class=400, model_depth=18, dropout=0.0, ret_feat=(), consensus='avg',
-                 conv1_t_size=7, conv1_t_stride=1, no_max_pool=False, shortcut_type='B',
-                 widen_factor=1.0, n_input_channels=3):
+    def __init__(self, n_class: int = 400, model_depth: int = 18, dropout: float = 0.0,
+                 ret_feat: Sequence[str] = (), consensus: str = 'avg', conv1_t_size: int = 7,
+                 conv1_t_stride: int = 1, no_max_pool: bool = False, shortcut_type: str = 'B',
+                 widen_factor: float = 1.0, n_input_channels: int = 3) -> None:
         if model_depth not in DEPTHS:
             raise ValueError(f'resnet3d model_depth {model_depth} not in {sorted(DEPTHS)}')
         if shortcut_type not in ('A', 'B'):
@@ -142,7 +149,7 @@ class ResNet3D(VideoModel):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x, feats=None):
+    def forward_features(self, x: torch.Tensor, feats: Optional[dict[str, torch.Tensor]] = None) -> torch.Tensor:
         """Clips ``N × C × T × H × W`` → pooled features ``N × D``."""
         x = self.relu(self.bn1(self.conv1(x)))
         self._keep(feats, 'conv1', x)
@@ -154,9 +161,9 @@ class ResNet3D(VideoModel):
 
 
 @MODELS.register('resnet3d')
-def resnet3d(n_class=400, model_depth=18, dropout=0.0, ret_feat=(), consensus='avg',
-             conv1_t_size=7, conv1_t_stride=1, no_max_pool=False, shortcut_type='B',
-             widen_factor=1.0, n_input_channels=3):
+def resnet3d(n_class: int = 400, model_depth: int = 18, dropout: float = 0.0, ret_feat: Sequence[str] = (),
+             consensus: str = 'avg', conv1_t_size: int = 7, conv1_t_stride: int = 1, no_max_pool: bool = False,
+             shortcut_type: str = 'B', widen_factor: float = 1.0, n_input_channels: int = 3) -> ResNet3D:
     """3D ResNet (Hara et al.) of depth 10/18/34/50/101/152/200; see :class:`ResNet3D`."""
     return ResNet3D(n_class=n_class, model_depth=model_depth, dropout=dropout, ret_feat=ret_feat,
                     consensus=consensus, conv1_t_size=conv1_t_size, conv1_t_stride=conv1_t_stride,

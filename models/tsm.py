@@ -6,7 +6,11 @@ Shift convention (same as the TSM reference code, so its checkpoints keep their 
 frame t+1's values), channels ``[fold, 2·fold)`` move one frame forward (frame t receives frame
 t-1's), the rest stay; positions shifted in from outside the clip are zero.
 """
+from __future__ import annotations
+
 import logging
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 from torch import nn
@@ -17,7 +21,7 @@ from .resnet2d import ResNet2D
 log = logging.getLogger(__name__)
 
 
-def temporal_shift(x, n_frames, shift_div=8):
+def temporal_shift(x: torch.Tensor, n_frames: int, shift_div: int = 8) -> torch.Tensor:
     """Shift 2/``shift_div`` of the channels by one frame (see the module docstring).
 
     Args:
@@ -72,9 +76,10 @@ class TSM(ResNet2D):
     actual T of the input (a mismatch is logged once). Stage outputs as in :class:`ResNet2D`.
     """
 
-    def __init__(self, n_class=400, arch=None, model_depth=None, pretrained=False,
-                 pretrained_path=None, num_segments=8, shift_div=8, dropout=0.0, ret_feat=(),
-                 consensus='avg'):
+    def __init__(self, n_class: int = 400, arch: Optional[str] = None, model_depth: Optional[int] = None,
+                 pretrained: bool = False, pretrained_path: Optional[str] = None, num_segments: int = 8,
+                 shift_div: int = 8, dropout: float = 0.0, ret_feat: Sequence[str] = (),
+                 consensus: str = 'avg') -> None:
         if shift_div < 2:
             raise ValueError(f'shift_div must be >= 2, got {shift_div}')
         super().__init__(n_class=n_class, model_depth=model_depth, arch=arch, pretrained=pretrained,
@@ -87,7 +92,7 @@ class TSM(ResNet2D):
             for block in layer:
                 block.conv1 = ShiftConv2d.from_conv(block.conv1, shift_div)
 
-    def forward_features(self, x, feats=None):
+    def forward_features(self, x: torch.Tensor, feats: Optional[dict[str, torch.Tensor]] = None) -> torch.Tensor:
         """Clips ``N × C × T × H × W`` → frame-averaged pooled features ``N × D``."""
         t = x.shape[2]
         if t != self.num_segments and not self._warned:
@@ -101,8 +106,9 @@ class TSM(ResNet2D):
 
 
 @MODELS.register('tsm')
-def tsm(n_class=400, arch=None, model_depth=None, pretrained=False, pretrained_path=None,
-        num_segments=8, shift_div=8, dropout=0.0, ret_feat=(), consensus='avg'):
+def tsm(n_class: int = 400, arch: Optional[str] = None, model_depth: Optional[int] = None, pretrained: bool = False,
+        pretrained_path: Optional[str] = None, num_segments: int = 8, shift_div: int = 8, dropout: float = 0.0,
+        ret_feat: Sequence[str] = (), consensus: str = 'avg') -> TSM:
     """TSM on a torchvision ResNet (``arch``, default resnet18); see :class:`TSM`."""
     if model_depth is None and arch is None:
         arch = 'resnet18'

@@ -17,6 +17,11 @@ normalisation, 224², ≥ 14 frames (128 in training); MViT exactly 16 × 224² 
 ``temporal_size`` / ``spatial_size``, random init only), mean 0.45 std 0.225; Swin3D 224², 32
 frames, ImageNet mean / std.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
 import torch
 import torchvision
 from torch.nn import functional as F
@@ -92,9 +97,10 @@ class TorchvisionVideo(VideoModel):
     ``N × C' × T' × H' × W'``.
     """
 
-    def __init__(self, arch, n_class=400, dropout=0.0, consensus='avg', ret_feat=(),
-                 pretrained=False, pretrained_path=None, weights=None, temporal_size=None,
-                 spatial_size=None):
+    def __init__(self, arch: str, n_class: int = 400, dropout: float = 0.0, consensus: str = 'avg',
+                 ret_feat: Sequence[str] = (), pretrained: bool = False, pretrained_path: Optional[str] = None,
+                 weights: Optional[str] = None, temporal_size: Optional[int] = None,
+                 spatial_size: Optional[Sequence[int]] = None) -> None:
         if arch not in ARCHS:
             raise ValueError(f'unknown torchvision video model {arch!r}; expected one of {sorted(ARCHS)}')
         family, dim = ARCHS[arch]
@@ -113,7 +119,7 @@ class TorchvisionVideo(VideoModel):
         elif weights is not None:
             raise ValueError(f'{arch}: weights={weights!r} needs pretrained: true')
 
-    def load_torchvision_weights(self, tag, pretrained_path=None):
+    def load_torchvision_weights(self, tag: str, pretrained_path: Optional[str] = None) -> str:
         """Load torchvision's weights ``tag`` from disk (:func:`models.pretrained.find_weights`).
 
         The classifier is kept when it has this model's shape, else the head stays fresh;
@@ -126,7 +132,7 @@ class TorchvisionVideo(VideoModel):
             state = {k: v for k, v in state.items() if not k.startswith('head.')}
         return load_trunk(self, state, path, self.arch)
 
-    def forward_features(self, x, feats=None):
+    def forward_features(self, x: torch.Tensor, feats: Optional[dict[str, torch.Tensor]] = None) -> torch.Tensor:
         """Clips ``N × C × T × H × W`` → pooled features ``N × D``."""
         return getattr(self, f'_features_{self.family}')(x, feats)
 
@@ -164,9 +170,10 @@ class TorchvisionVideo(VideoModel):
         return self.norm(x).mean((1, 2, 3))
 
 
-def _register(arch):
-    def build(n_class=400, dropout=0.0, consensus='avg', ret_feat=(), pretrained=False,
-              pretrained_path=None, weights=None, temporal_size=None, spatial_size=None):
+def _register(arch: str) -> None:
+    def build(n_class: int = 400, dropout: float = 0.0, consensus: str = 'avg', ret_feat: Sequence[str] = (),
+              pretrained: bool = False, pretrained_path: Optional[str] = None, weights: Optional[str] = None,
+              temporal_size: Optional[int] = None, spatial_size: Optional[Sequence[int]] = None) -> TorchvisionVideo:
         return TorchvisionVideo(arch, n_class=n_class, dropout=dropout, consensus=consensus,
                                 ret_feat=ret_feat, pretrained=pretrained, pretrained_path=pretrained_path,
                                 weights=weights, temporal_size=temporal_size, spatial_size=spatial_size)

@@ -1,14 +1,24 @@
 """The supervised step of ``main.py`` (and the base-split training of ``main-fsl.py``)."""
+from __future__ import annotations
+
 import csv
 import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
+import torch.nn as nn
 from torch.nn import functional as F
 
-from utils.engine import Step, StepOutput, accuracy, set_bn_eval
+from utils.engine import accuracy, set_bn_eval
+from utils.step import Batch, Records, Step, StepOutput
+
+if TYPE_CHECKING:
+    from datasets.batch_mix import BatchMix
 
 
-def per_class_accuracy(logits, labels, classes=None):
+def per_class_accuracy(logits: torch.Tensor, labels: torch.Tensor,
+                       classes: Optional[Sequence[str]] = None) -> dict[str, float]:
     """Top-1 accuracy (percent) of each class present in ``labels``; absent classes are left out."""
     pred = logits.argmax(1)
     out = {}
@@ -19,8 +29,16 @@ def per_class_accuracy(logits, labels, classes=None):
     return out
 
 
-def write_predictions(target, records, classes=None):
-    """``predictions.csv``: per video id, true and predicted class and the predicted probability."""
+def write_predictions(target: tuple[str, Sequence[str]], records: Records,
+                      classes: Optional[Sequence[str]] = None) -> str:
+    """``predictions.csv``: per video id, true and predicted class and the predicted probability.
+
+    Args:
+        target: ``(csv path, vids)``; ``vids[i]`` names dataset index ``i``.
+        records: ``logits`` ``N × n_class``, ``labels`` and ``index`` ``N``.
+    Returns:
+        the path written.
+    """
     path, vids = target
     conf, pred = records['logits'].float().softmax(1).max(1)
     def name(c):  # the head may have more outputs than the split has classes
@@ -32,6 +50,7 @@ def write_predictions(target, records, classes=None):
         for i, y, p, c in zip(records['index'].tolist(), records['labels'].tolist(), pred.tolist(), conf.tolist()):
             w.writerow([vids[i], i, name(y), name(p), f'{c:.4f}'])
     os.replace(tmp, path)
+    return path
 
 
 class ClassifierStep(Step):
@@ -43,24 +62,27 @@ class ClassifierStep(Step):
         freeze_bn: keep BatchNorm layers in eval mode while training.
         classes: class names, for per-class results.
         predictions_to: ``(csv_path, vids)``: after the final test, write one row per video
-            (id, label, prediction, its probability) there; ``vids[i]`` names dataset index ``i``.
+            (id, label, prediction, its probability) there (:meth:`report`, rank 0);
+            ``vids[i]`` names dataset index ``i``.
         augment: a :class:`datasets.batch_mix.BatchMix` applied to training batches, or ``None``.
         linear_probe: only the head is trained; the backbone stays in eval mode (frozen
             BatchNorm statistics), so the result measures the pretrained features.
     """
 
-    def __init__(self, model, criterion, freeze_bn=False, classes=None, predictions_to=None,
-                 augment=None, linear_probe=False):
+    def __init__(self, model: nn.Module, criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 freeze_bn: bool = False, classes: Optional[Sequence[str]] = None,
+                 predictions_to: Optional[tuple[str, Sequence[str]]] = None, augment: Optional[BatchMix] = None,
+                 linear_probe: bool = False) -> None:
+        super().__init__({'state_dict': model})
         self.model, self.criterion, self.freeze_bn, self.classes = model, criterion, freeze_bn, classes
         self.predictions_to, self.augment, self.linear_probe = predictions_to, augment, linear_probe
-        self.modules = {'state_dict': model}
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> None:
         self.model.train(mode and not self.linear_probe)
         if mode and self.freeze_bn:
             set_bn_eval(self.model)
 
-    def _forward(self, batch):
+    def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, StepOutput]:
         logits = self.model(batch['video'])
         if isinstance(logits, dict):
             logits = logits['pred']
@@ -69,7 +91,7 @@ class ClassifierStep(Step):
         n = batch['label'].shape[0]
         return logits, loss, StepOutput(loss=loss, n=n, metrics={'loss': loss.item(), 'Acc@1': acc1, 'Acc@5': acc5})
 
-    def train_step(self, batch):
+    def train_step(self, batch: Batch) -> StepOutput:
         if self.augment is None:
             return self._forward(batch)[2]
         x = batch['video']
@@ -84,16 +106,21 @@ class ClassifierStep(Step):
             out.metrics.update(loss_cls=out.metrics['loss'], loss_consistency=kl.item(), loss=out.loss.item())
         return out
 
-    def eval_step(self, batch):
+    def eval_step(self, batch: Batch) -> StepOutput:
         logits, _, out = self._forward(batch)
         out.loss = None
         out.records = {'logits': logits.detach(), 'labels': batch['label'], 'index': batch['index']}
         return out
 
-    def summarize(self, records, tag):
+    def summarize(self, records: Records, tag: str) -> dict[str, Any]:
+        """On the final test: per-class Acc@1 and the number of videos."""
         if tag != 'test_final' or 'logits' not in records:
             return {}
-        if self.predictions_to is not None:
-            write_predictions(self.predictions_to, records, self.classes)
         return {'per_class_Acc@1': per_class_accuracy(records['logits'], records['labels'], self.classes),
                 'n_videos': int(records['labels'].numel())}
+
+    def report(self, records: Records, tag: str, summary: Mapping[str, Any], out_dir: str) -> list[str]:
+        """On the final test: ``predictions.csv`` where ``predictions_to`` says."""
+        if tag != 'test_final' or 'logits' not in records or self.predictions_to is None:
+            return []
+        return [write_predictions(self.predictions_to, records, self.classes)]

@@ -13,8 +13,11 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import torch
+import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,6 +29,7 @@ from utils.config import load_config  # noqa: E402
 from utils.engine import Engine  # noqa: E402
 from utils.optim import build_criterion  # noqa: E402
 from utils.runner import apply_batch_flags, run_entry, setup_run  # noqa: E402
+from utils.step import Batch, Records, StepOutput  # noqa: E402
 
 log = logging.getLogger('drl')
 VIEWS = ('normal', 'frozen', 'shuffled')
@@ -45,7 +49,8 @@ def get_args_parser():
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     p.add_argument('--gpu', type=int, default=None, help='GPU index')
     p.add_argument('--seed', type=int, default=None, help='seed of the data and of the shuffles')
-    p.set_defaults(dist_url='env://', dist_backend=None, amp='off', debug=False)
+    # evaluation only: never resumes or trains, whatever the output folder holds
+    p.set_defaults(dist_url='env://', dist_backend=None, amp='off', debug=False, evaluate=True, no_resume=True)
     return p
 
 
@@ -56,11 +61,11 @@ class StaticViewStep(ClassifierStep):
     report is reproducible whatever the batch order or device.
     """
 
-    def __init__(self, model, criterion, classes, seed=0):
+    def __init__(self, model: nn.Module, criterion: nn.Module, classes: Sequence[str], seed: int = 0) -> None:
         super().__init__(model, criterion, classes=classes)
         self.view, self.seed = 'normal', seed
 
-    def eval_step(self, batch):
+    def eval_step(self, batch: Batch) -> StepOutput:
         x = batch['video']  # B × K × C × T × H × W
         if self.view == 'frozen':
             x = freeze_frames(x)
@@ -69,7 +74,8 @@ class StaticViewStep(ClassifierStep):
             x = shuffle_frames(x, generator=g)
         return super().eval_step({**batch, 'video': x})
 
-    def summarize(self, records, tag):
+    def summarize(self, records: Records, tag: str) -> dict[str, Any]:
+        """Per-class Acc@1 and the number of videos of every view (the report needs both)."""
         return {'per_class': per_class_accuracy(records['logits'], records['labels'], self.classes),
                 'n_videos': int(records['labels'].numel())}
 

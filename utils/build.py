@@ -1,6 +1,11 @@
 """Builders shared by the entry scripts: data loaders and device-ready (DDP-wrapped) models."""
+from __future__ import annotations
+
+import argparse
 import logging
 import os
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 import torch.nn as nn
@@ -12,30 +17,35 @@ from datasets.collate import video_collate
 
 from .checkpoint import load_pretrained
 
+if TYPE_CHECKING:
+    from .runner import RunContext
+
 log = logging.getLogger('drl')
 
 
 class ShardSampler(Sampler):
     """Rank ``r`` of ``w`` takes indices ``r, r+w, ...``: no padding, so no sample counts twice."""
 
-    def __init__(self, n, rank, world_size):
+    def __init__(self, n: int, rank: int, world_size: int) -> None:
         self.indices = list(range(rank, n, world_size))
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         return iter(self.indices)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.indices)
 
 
-def default_workers(cfg, args):
+def default_workers(cfg: Mapping[str, Any], args: Optional[argparse.Namespace]) -> int:
+    """DataLoader workers: ``-j``, else ``dataset.num_workers``, else ``min(4, CPUs)``."""
     if args is not None and args.workers is not None:
         return args.workers
     n = cfg['dataset'].get('num_workers')
     return n if n is not None else min(4, os.cpu_count() or 1)
 
 
-def build_loader(dataset, cfg, ctx, train, workers=0, batch_size=None):
+def build_loader(dataset: torch.utils.data.Dataset, cfg: Mapping[str, Any], ctx: RunContext, train: bool,
+                 workers: int = 0, batch_size: Optional[int] = None) -> DataLoader:
     """DataLoader over ``dataset`` for this rank.
 
     Training drops the last incomplete batch (a batch of one breaks BatchNorm).
@@ -63,7 +73,7 @@ def build_loader(dataset, cfg, ctx, train, workers=0, batch_size=None):
                       multiprocessing_context='spawn' if spawn else None)
 
 
-def to_memory_format(model):
+def to_memory_format(model: nn.Module) -> nn.Module:
     """channels-last for 2D convolutions and channels-last-3d for 3D ones."""
     for m in model.modules():
         if isinstance(m, nn.Conv3d):
@@ -73,7 +83,9 @@ def to_memory_format(model):
     return model
 
 
-def prepare_model(model, model_cfg, ctx, args, pretrain=None, trainable=True):
+def prepare_model(model: nn.Module, model_cfg: Mapping[str, Any], ctx: RunContext,
+                  args: Optional[argparse.Namespace], pretrain: Optional[str] = None,
+                  trainable: bool = True) -> nn.Module:
     """Load weights, then move to the device and wrap for speed / DDP.
 
     Args:

@@ -4,14 +4,16 @@ The engine owns epochs, batches, the optimiser step (with AMP), meters, progress
 ``metrics.csv``, checkpoints, resume and ``results.json``; a :class:`Step` owns the models and
 the per-batch computation. Nothing here branches on a model or method name.
 """
-import abc
+from __future__ import annotations
+
 import contextlib
 import logging
 import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 import torch.nn as nn
@@ -21,68 +23,24 @@ from datasets.collate import BadVideoTracker
 from datasets.collate import batch_finisher as find_finisher
 
 from . import dist as dist_utils
-from .checkpoint import FORMAT_VERSION, load_checkpoint, rng_state, save_checkpoint, save_json, set_rng_state, unwrap
+from .checkpoint import FORMAT_VERSION, load_checkpoint, rng_state, save_checkpoint, save_json, set_rng_state
 from .meters import MetricMeter, write_metrics_csv
+from .step import Batch, Step, StepOutput
+
+if TYPE_CHECKING:
+    from .runner import RunContext
 
 log = logging.getLogger('drl')
 
 
-@dataclass
-class StepOutput:
-    """What a step returns for one batch.
-
-    Attributes:
-        loss: scalar tensor to back-propagate (train), or ``None``.
-        n: number of samples the metrics average over.
-        metrics: per-batch means (``loss``, ``Acc@1``, ...), weighted by ``n`` in the meters.
-        records: per-sample tensors (first dim = batch) gathered over the split for ``summarize``.
-    """
-    loss: torch.Tensor = None
-    n: int = 0
-    metrics: dict = field(default_factory=dict)
-    records: dict = field(default_factory=dict)
-
-
-class Step(abc.ABC):
-    """Base class of the per-batch computations (baseline, DRL-aug, scoring, DRL-dir).
-
-    ``modules`` maps checkpoint keys to modules (e.g. ``{'state_dict': f, 'state_dict_sp': g}``).
-    """
-    modules = {}
-
-    def train(self, mode=True):
-        for m in self.modules.values():
-            m.train(mode)
-
-    @abc.abstractmethod
-    def train_step(self, batch):
-        """One training batch -> :class:`StepOutput` with ``loss`` (the engine back-propagates)."""
-
-    @abc.abstractmethod
-    def eval_step(self, batch):
-        """One evaluation batch -> :class:`StepOutput` with ``metrics`` and ``records``."""
-
-    def summarize(self, records, tag):
-        """Split-level metrics from all ranks' concatenated ``records``; ``tag`` names the split."""
-        return {}
-
-    def state_dicts(self):
-        return {k: unwrap(m).state_dict() for k, m in self.modules.items()}
-
-    def load_state_dicts(self, ckpt):
-        for k, m in self.modules.items():
-            if k in ckpt:
-                unwrap(m).load_state_dict(ckpt[k])
-
-
-def set_bn_eval(model):
+def set_bn_eval(model: nn.Module) -> None:
     """Keep every BatchNorm layer in eval mode (``freeze_bn``)."""
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
 
 
-def accuracy(logits, target, topk=(1, 5)):
+def accuracy(logits: torch.Tensor, target: torch.Tensor, topk: Sequence[int] = (1, 5)) -> list[float]:
     """Top-k accuracies in percent; k larger than the number of classes counts as top-all."""
     maxk = min(max(topk), logits.shape[1])
     pred = logits.topk(maxk, dim=1).indices
@@ -90,11 +48,12 @@ def accuracy(logits, target, topk=(1, 5)):
     return [correct[:, :min(k, maxk)].any(dim=1).float().mean().item() * 100 for k in topk]
 
 
-def to_device(batch, device):
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    """Move the batch's tensors to ``device`` (other entries unchanged)."""
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
-def batch_finisher(loader):
+def batch_finisher(loader: Iterable[Batch]) -> Callable[[Batch, torch.device], Batch]:
     """``(batch, device) -> batch`` bringing ``loader``'s batches to the device: the dataset's
     ``finish_batch`` when it leaves work for the device (``dataset.transform.device_augment``:
     uint8 clips flipped, jittered and normalised there), else :func:`to_device`."""
@@ -102,9 +61,21 @@ def batch_finisher(loader):
 
 
 class Engine:
-    """Runs a step over loaders. Create one per run; call :meth:`resume`, :meth:`fit`, :meth:`test`."""
+    """Runs a step over loaders. Create one per run; call :meth:`resume`, :meth:`fit`, :meth:`test`.
 
-    def __init__(self, step, optimizer, scheduler, ctx, epochs, eval_period=1):
+    Args:
+        step: the method's :class:`~utils.step.Step`.
+        optimizer: updates the step's ``trained_models()``; ``None`` to only evaluate.
+        scheduler: stepped once per epoch, or ``None``.
+        ctx: the run's :class:`utils.runner.RunContext` (device, ranks, output folder, logging, and
+            the ``config`` / ``config_sp`` / ``script`` saved in every checkpoint).
+        epochs: total number of training epochs.
+        eval_period: validate every N epochs (and after the last one).
+    """
+
+    def __init__(self, step: Step, optimizer: Optional[torch.optim.Optimizer],
+                 scheduler: Optional[torch.optim.lr_scheduler.LRScheduler], ctx: RunContext, epochs: int,
+                 eval_period: int = 1) -> None:
         self.step, self.optimizer, self.scheduler, self.ctx = step, optimizer, scheduler, ctx
         self.epochs = epochs
         if int(eval_period) < 1:
@@ -120,7 +91,7 @@ class Engine:
         self.best_path = os.path.join(ctx.out_dir, 'model_best.pth.tar')
 
     # ---------------------------------------------------------------- checkpoints
-    def resume(self, enabled=True):
+    def resume(self, enabled: bool = True) -> bool:
         """Continue from ``checkpoint.pth.tar`` in the run folder if it exists (and ``enabled``).
 
         When the run set-up accepted changed settings (``--resume-changed``, see
@@ -132,7 +103,7 @@ class Engine:
         if not (enabled and os.path.isfile(self.ckpt_path)):
             return False
         ckpt = load_checkpoint(self.ckpt_path)
-        changed = bool(self.ctx.extra.get('resume_changed'))
+        changed = bool(self.ctx.resume_changed)
         self.step.load_state_dicts(ckpt)
         if self.optimizer is not None and ckpt.get('optimizer'):
             fresh = [{k: v for k, v in g.items() if k != 'params'} for g in self.optimizer.param_groups]
@@ -156,7 +127,7 @@ class Engine:
                  self.best_acc1, ' with the changed settings' if changed else '')
         return True
 
-    def _fast_forward_schedule(self, epochs_done):
+    def _fast_forward_schedule(self, epochs_done: int) -> None:
         """Step the freshly built scheduler ``epochs_done`` times (it is stepped once per epoch)."""
         import warnings
         with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
@@ -164,7 +135,7 @@ class Engine:
             for _ in range(epochs_done):
                 self.scheduler.step()
 
-    def last_good(self):
+    def last_good(self) -> str:
         """``'<checkpoint path> (epoch N)'`` of the latest checkpoint, or ``'no checkpoint yet'``."""
         if not os.path.isfile(self.ckpt_path):
             return 'no checkpoint yet'
@@ -174,7 +145,10 @@ class Engine:
             return f'{self.ckpt_path} (unreadable)'
         return f'{self.ckpt_path} (epoch {saved})'
 
-    def save(self, epoch, is_best):
+    def save(self, epoch: int, is_best: bool) -> None:
+        """Rank 0 writes ``checkpoint.pth.tar`` (and ``model_best.pth.tar`` when ``is_best``): the
+        step's state dicts, the training state, and ``ctx.config`` / ``config_sp`` / ``script`` /
+        ``seed`` / ``debug``, which :mod:`utils.resume_check` compares before a resume."""
         if not self.ctx.is_main:
             return
         state = dict(self.step.state_dicts(), epoch=epoch, best_acc1=self.best_acc1,
@@ -182,8 +156,8 @@ class Engine:
                      optimizer=self.optimizer.state_dict() if self.optimizer else None,
                      scheduler=self.scheduler.state_dict() if self.scheduler else None,
                      scaler=self.scaler.state_dict() if self.scaler else None,
-                     config=self.ctx.extra.get('config'), config_sp=self.ctx.extra.get('config_sp'),
-                     format_version=FORMAT_VERSION, script=self.ctx.extra.get('script'),
+                     config=self.ctx.config, config_sp=self.ctx.config_sp,
+                     format_version=FORMAT_VERSION, script=self.ctx.script,
                      seed=self.ctx.seed, debug=bool(self.ctx.debug))
         # written once; model_best is a copy of those bytes, put in place before the checkpoint:
         # once checkpoint.pth.tar says "epoch N", model_best covers epochs <= N
@@ -227,7 +201,7 @@ class Engine:
             if obj is not None and hasattr(obj, 'set_epoch'):
                 obj.set_epoch(epoch)
 
-    def train_one_epoch(self, loader, epoch):
+    def train_one_epoch(self, loader: Iterable[Batch], epoch: int) -> dict[str, float]:
         """One pass over ``loader`` with optimiser steps. Returns averaged metrics (all ranks)."""
         self._prepare_epoch(loader, epoch)
         self.step.train(True)
@@ -262,8 +236,11 @@ class Engine:
         return stats
 
     @torch.no_grad()
-    def evaluate(self, loader, tag='val', epoch=None):
+    def evaluate(self, loader: Iterable[Batch], tag: str = 'val', epoch: Optional[int] = None) -> dict[str, Any]:
         """Evaluate ``step`` on ``loader`` (sharded over ranks, exact reduction).
+
+        Every rank gets the step's :meth:`~utils.step.Step.summarize` of the whole split; rank 0
+        then has the step write its report files (:meth:`~utils.step.Step.report`).
 
         Returns:
             dict of averaged metrics plus the step's split-level ``summarize`` results.
@@ -289,7 +266,11 @@ class Engine:
         local = {k: torch.cat(v) for k, v in records.items()}
         gathered = dist_utils.all_gather_objects(local)
         merged = {k: torch.cat([g[k] for g in gathered if k in g]) for k in local}
-        stats.update(self.step.summarize(merged, tag))
+        summary = self.step.summarize(merged, tag)
+        stats.update(summary)
+        if self.ctx.is_main:  # report files (per-class tables, charts) come from rank 0 only
+            for path in self.step.report(merged, tag, summary, self.ctx.out_dir):
+                log.debug('%s: wrote %s', tag, path)
         stats['skipped'] = self._check_bad(bad, meter.count, tag)
         stats['time'] = time.time() - t0
         return stats
@@ -309,7 +290,7 @@ class Engine:
         return len(files)
 
     # ---------------------------------------------------------------- orchestration
-    def fit(self, train_loader, val_loader=None):
+    def fit(self, train_loader: Iterable[Batch], val_loader: Optional[Iterable[Batch]] = None) -> None:
         """Train ``epochs`` epochs from ``start_epoch``, checkpointing each one and validating every
         ``eval_period``-th and the last; the best checkpoint is chosen among validated epochs."""
         for epoch in range(self.start_epoch, self.epochs):
@@ -343,7 +324,8 @@ class Engine:
                     self.ctx.writer.add_scalar(f'{name}/{split}', v, row['epoch'])
             self.ctx.writer.flush()
 
-    def test(self, loader, use_best=True, extra=None):
+    def test(self, loader: Iterable[Batch], use_best: bool = True,
+             extra: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
         """Final multi-clip test (best weights when they exist); writes ``results.json`` last."""
         if use_best and os.path.isfile(self.best_path):
             self.step.load_state_dicts(load_checkpoint(self.best_path))
@@ -364,3 +346,7 @@ class Engine:
             save_json(results, os.path.join(self.ctx.out_dir, 'results.json'))
         dist_utils.barrier()
         return results
+
+
+# Step and StepOutput live in utils.step; importing them from here keeps working
+__all__ = ['Engine', 'Step', 'StepOutput', 'accuracy', 'batch_finisher', 'set_bn_eval', 'to_device']

@@ -1,12 +1,17 @@
 """Optimisers, LR schedulers and criteria by name (explicit tables, close-match errors)."""
+from collections.abc import Iterable, Mapping
+from typing import Any, Optional, Union
+
 import torch
 import torch.nn as nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from core.registry import Registry
 
-OPTIMIZERS = Registry('optimizer')
-SCHEDULERS = Registry('lr scheduler')
-CRITERIA = Registry('criterion')
+OPTIMIZERS: Registry[type[Optimizer]] = Registry('optimizer')
+SCHEDULERS: Registry[type[LRScheduler]] = Registry('lr scheduler')
+CRITERIA: Registry[type[nn.Module]] = Registry('criterion')
 
 for _name, _obj in sorted(vars(torch.optim).items()):
     if isinstance(_obj, type) and issubclass(_obj, torch.optim.Optimizer) and _obj is not torch.optim.Optimizer:
@@ -20,7 +25,8 @@ for _name, _obj in sorted(vars(nn).items()):
         CRITERIA.register(_name)(_obj)
 
 
-def build_optimizer(opt_cfg, params):
+def build_optimizer(opt_cfg: Mapping[str, Any],
+                    params: Iterable[Union[torch.Tensor, dict[str, Any]]]) -> Optimizer:
     """``optimizer`` block -> torch optimiser.
 
     Args:
@@ -30,7 +36,7 @@ def build_optimizer(opt_cfg, params):
     return OPTIMIZERS.get(opt_cfg['name'])(params, **(opt_cfg.get('args') or {}))
 
 
-def build_scheduler(opt_cfg, optimizer):
+def build_scheduler(opt_cfg: Mapping[str, Any], optimizer: Optimizer) -> Optional[LRScheduler]:
     """``optimizer.schedule`` block -> LR scheduler stepped once per epoch, or ``None``."""
     sched = opt_cfg.get('schedule')
     if not sched:
@@ -38,7 +44,7 @@ def build_scheduler(opt_cfg, optimizer):
     return SCHEDULERS.get(sched['name'])(optimizer, **(sched.get('args') or {}))
 
 
-def build_criterion(crit_cfg):
+def build_criterion(crit_cfg: Optional[Mapping[str, Any]]) -> nn.Module:
     """``criterion`` block -> loss module (torch.nn losses, plus those registered by drl.losses)."""
     crit_cfg = crit_cfg or {'name': 'CrossEntropyLoss'}
     return CRITERIA.get(crit_cfg['name'])(**(crit_cfg.get('args') or {}))

@@ -1,11 +1,12 @@
 """Run set-up shared by the entry scripts: errors, output folder, logging, device, seeds, loaders."""
+import argparse
 import copy
 import errno
 import logging
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
@@ -23,7 +24,15 @@ log = logging.getLogger('drl')
 
 @dataclass
 class RunContext:
-    """Everything the engine needs besides the step: where, on what, and how to report."""
+    """Everything the engine needs besides the step: where, on what, how to report, and what
+    every checkpoint records about the run.
+
+    ``config`` / ``config_sp`` (the resolved configs as they were at set-up, ``config_sp`` only
+    for the DRL scripts), ``script`` (the entry script's file name), ``seed`` and ``debug`` are
+    saved in each checkpoint by :meth:`utils.engine.Engine.save`; ``resume_changed`` says the
+    run-folder check accepted changed settings (``--resume-changed``), which
+    :meth:`utils.engine.Engine.resume` then applies.
+    """
     out_dir: str
     device: torch.device
     dist: dist_utils.DistInfo
@@ -33,10 +42,13 @@ class RunContext:
     debug: bool = False
     max_bad_fraction: float = 0.01
     writer: Optional[Any] = None
-    extra: dict = field(default_factory=dict)
+    config: Optional[dict[str, Any]] = None
+    config_sp: Optional[dict[str, Any]] = None
+    script: Optional[str] = None
+    resume_changed: bool = False
 
     @property
-    def is_main(self):
+    def is_main(self) -> bool:
         return self.dist.is_main
 
 
@@ -131,7 +143,8 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def setup_run(args, cfg, out_dir, cfg_sp=None):
+def setup_run(args: argparse.Namespace, cfg: dict[str, Any], out_dir: str,
+              cfg_sp: Optional[dict[str, Any]] = None) -> RunContext:
     """Distributed init -> device -> output folder (lock, checks) -> logging -> seeds -> saved configs.
 
     Before anything is written into ``out_dir``: rank 0 takes the folder's lock
@@ -139,8 +152,8 @@ def setup_run(args, cfg, out_dir, cfg_sp=None):
     folder holds against this command (:func:`utils.resume_check.check_run_folder`).
 
     Returns:
-        :class:`RunContext`; ``extra`` holds ``config`` / ``config_sp`` (copies as resolved now,
-        saved in checkpoints), ``script`` and ``resume_changed``.
+        :class:`RunContext` with ``config`` / ``config_sp`` (copies as resolved now, saved in
+        checkpoints), ``script`` and ``resume_changed`` filled in.
     """
     kind = args.device
     if kind == 'auto':
@@ -175,11 +188,10 @@ def setup_run(args, cfg, out_dir, cfg_sp=None):
     log.info('command: %s', ' '.join(sys.argv))
     log.info('git %s | device %s | world size %d | output %s', git_sha(), device, dinfo.world_size, out_dir)
     max_bad = cfg.get('dataset', {}).get('max_bad_fraction', 0.01)
-    extra = {'config': copy.deepcopy(cfg), 'config_sp': copy.deepcopy(cfg_sp), 'script': script,
-             'resume_changed': changed}
     return RunContext(out_dir=out_dir, device=device, dist=dinfo, seed=seed, amp=args.amp,
                       print_freq=args.print_freq, debug=args.debug, max_bad_fraction=max_bad,
-                      writer=writer, extra=extra)
+                      writer=writer, config=copy.deepcopy(cfg), config_sp=copy.deepcopy(cfg_sp),
+                      script=script, resume_changed=bool(changed))
 
 
 def _claim_folder(out_dir, is_main):
