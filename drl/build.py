@@ -8,7 +8,8 @@ from datasets import build_dataset
 from models import build_model
 from utils.build import build_loader, default_workers, prepare_model, to_memory_format
 from utils.checkpoint import load_pretrained, read_weights, unwrap
-from utils.config import load_config, load_sp_config
+from utils.config import fill_defaults, load_config, load_sp_config
+from utils.config_schema import IMAGENET_MEAN, IMAGENET_STD, SP_SCHEMA
 from utils.engine import Engine
 from utils.optim import build_optimizer, build_scheduler
 from utils.runner import apply_batch_flags, config_run_name, setup_run
@@ -96,12 +97,12 @@ def build_spatial_model(cfg, cfg_sp, ctx, args, ret_feat=()):
         return None
     extra = {'ret_feat': list(ret_feat)} if ret_feat else {}
     g = build_model(cfg_sp['model'], n_class=cfg['model']['args']['n_class'], **extra)
-    path = cfg_sp.get('sp_pretrain')
+    path = cfg_sp['sp_pretrain']
     if path:
         load_pretrained(g, path, copy_head=True, key='state_dict_sp')
-    elif cfg_sp.get('freeze_sp'):
+    elif cfg_sp['freeze_sp']:
         raise UserError('freeze_sp: true needs sp_pretrain: PATH (a scoring run\'s checkpoint)')
-    frozen = bool(cfg_sp.get('freeze_sp'))
+    frozen = cfg_sp['freeze_sp']
     if frozen:
         g.requires_grad_(False)
     g = prepare_model(g, cfg_sp['model'], ctx, args, trainable=not frozen)
@@ -113,7 +114,7 @@ def build_drl_optimizer(cfg_sp, f=None, g=None):
     """One optimiser, one parameter group per trained model: ``g`` with
     ``optimizer.model_sp.args``, ``f`` with ``optimizer.model.args`` (either may be ``None``,
     i.e. not trained). The scheduler (``optimizer.schedule``) acts on both groups."""
-    opt = cfg_sp['optimizer']
+    opt = fill_defaults(cfg_sp, SP_SCHEMA)['optimizer']  # also called with hand-built blocks
     groups = []
     for module, key in ((g, 'model_sp'), (f, 'model')):
         if module is None:
@@ -122,7 +123,7 @@ def build_drl_optimizer(cfg_sp, f=None, g=None):
             raise UserError(f'DRL config: optimizer.{key}.args is needed to train that model')
         params = [p for p in module.parameters() if p.requires_grad]
         if params:
-            groups.append({'params': params, 'name': key, **(opt[key].get('args') or {})})
+            groups.append({'params': params, 'name': key, **(opt[key]['args'] or {})})
     if not groups:
         raise UserError('DRL config: nothing to train (no trainable model)')
     optimizer = build_optimizer({'name': opt['name'], 'args': {}}, groups)
@@ -131,8 +132,8 @@ def build_drl_optimizer(cfg_sp, f=None, g=None):
 
 def normalisation(cfg):
     """(mean, std) of the main config's transform, for pictures of clips."""
-    norm = cfg['dataset'].get('transform', {}).get('normalize') or {}
-    return norm.get('mean', [0.0, 0.0, 0.0]), norm.get('std', [1.0, 1.0, 1.0])
+    norm = cfg['dataset']['transform']['normalize'] or {}  # null: as datasets.transforms (ImageNet)
+    return norm.get('mean', IMAGENET_MEAN), norm.get('std', IMAGENET_STD)
 
 
 def freeze_module(m):
@@ -151,7 +152,7 @@ def run_drl(args, build_step):
     """
     cfg = apply_batch_flags(load_config(args.config, args.overrides), args)
     cfg_sp = load_sp_config(args.sp_config, args.overrides)
-    if args.seed is None and 'seed' in cfg_sp:
+    if args.seed is None and cfg_sp['seed'] is not None:
         args.seed = cfg_sp['seed']
     ctx = setup_run(args, cfg, drl_output_dir(args), cfg_sp=cfg_sp)
 
@@ -159,7 +160,8 @@ def run_drl(args, build_step):
     step = build_step(cfg, cfg_sp, ctx, args, next(iter(data.values())).classes)
     optimizer, scheduler = build_drl_optimizer(cfg_sp, *step.trained_models())
     engine = Engine(step, optimizer, scheduler, ctx, epochs=cfg_sp['optimizer']['epochs'],
-                    eval_period=cfg_sp.get('eval_period') or cfg.get('eval_period', 1))
+                    eval_period=cfg_sp['eval_period'] or cfg['eval_period'],
+                    clip_grad=cfg_sp['optimizer']['clip_grad'])
     if args.evaluate:
         if not engine.resume(enabled=True):
             raise UserError(f'-e: no checkpoint of this DRL run in {ctx.out_dir}')

@@ -11,7 +11,7 @@ import yaml
 
 from core.errors import UserError
 from utils.build import build_loader
-from utils.config import ConfigError, load_config, load_sp_config
+from utils.config import ConfigError, fill_defaults, load_config, load_sp_config
 from utils.config_schema import ListOf, Range
 from utils.runner import apply_batch_flags
 
@@ -214,7 +214,7 @@ def test_batch_smaller_than_process_count_is_an_error():
         build_loader(data, {'dataset': {'batch_size': 0}}, _ctx(1), train=False)
     with pytest.raises(UserError, match='not divisible'):
         build_loader(data, {'dataset': {'batch_size': 6}}, _ctx(4), train=False)
-    assert build_loader(data, {'dataset': {'batch_size': 8}}, _ctx(4), train=False).batch_size == 2
+    assert build_loader(data, fill_defaults({'dataset': {'batch_size': 8}}), _ctx(4), train=False).batch_size == 2
 
 
 # ---- end to end ---------------------------------------------------------------------------

@@ -31,7 +31,7 @@ class ShardSampler(Sampler):
 def default_workers(cfg, args):
     if args is not None and args.workers is not None:
         return args.workers
-    n = cfg['dataset'].get('num_workers')
+    n = cfg['dataset']['num_workers']
     return n if n is not None else min(4, os.cpu_count() or 1)
 
 
@@ -56,7 +56,7 @@ def build_loader(dataset, cfg, ctx, train, workers=0, batch_size=None):
         sampler = ShardSampler(len(dataset), rank, world)
     # NVDEC decoding needs a CUDA context in each worker, which a worker forked from a process
     # that already uses CUDA cannot create: such workers are spawned
-    spawn = workers > 0 and cfg['dataset'].get('decode_device') == 'cuda'
+    spawn = workers > 0 and cfg['dataset']['decode_device'] == 'cuda'
     return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=workers,
                       collate_fn=video_collate, pin_memory=ctx.device.type == 'cuda',
                       drop_last=train and len(sampler) >= per_rank, persistent_workers=False,
@@ -83,8 +83,8 @@ def prepare_model(model, model_cfg, ctx, args, pretrain=None, trainable=True):
         trainable: DDP-wrap only modules that receive gradients.
     """
     if pretrain:
-        load_pretrained(model, pretrain, copy_head=model_cfg.get('copy_head', False))
-    if ctx.dist.enabled and model_cfg.get('sync_bn', False) and trainable:
+        load_pretrained(model, pretrain, copy_head=model_cfg['copy_head'])
+    if ctx.dist.enabled and model_cfg['sync_bn'] and trainable:
         if ctx.device.type == 'cuda':
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         else:  # torch's SyncBatchNorm is CUDA-only
