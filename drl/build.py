@@ -132,8 +132,9 @@ def build_drl_optimizer(cfg_sp, f=None, g=None):
 
 def normalisation(cfg):
     """(mean, std) of the main config's transform, for pictures of clips."""
-    norm = cfg['dataset']['transform']['normalize'] or {}  # null: as datasets.transforms (ImageNet)
-    return norm.get('mean', IMAGENET_MEAN), norm.get('std', IMAGENET_STD)
+    # null: what datasets.transforms then normalises with (ImageNet)
+    norm = cfg['dataset']['transform']['normalize'] or {'mean': IMAGENET_MEAN, 'std': IMAGENET_STD}
+    return norm['mean'], norm['std']
 
 
 def freeze_module(m):

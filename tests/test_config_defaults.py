@@ -10,6 +10,7 @@ import yaml
 
 from datasets.base import VideoDataset
 from datasets.transforms import VideoTransform, build_transform
+from drl.steps import DRLAugStep
 from supervised.step import ClassifierStep
 from utils.args import base_parser
 from utils.config import fill_defaults, load_config, load_sp_config
@@ -78,6 +79,8 @@ def test_library_defaults_equal_the_schema():
     clip = fill_defaults({'dataset': {'args': {'s': {'n_frames': 4}}}})['dataset']['args']['s']
     ds, full = VideoDataset([], [], {'n_frames': 4}, None, False), VideoDataset([], [], clip, None, False)
     assert (ds.n_clips, ds.fps, ds.sparse) == (full.n_clips, full.fps, full.sparse) == (1, -1, False)
+    step = DRLAugStep(torch.nn.Identity(), torch.nn.Identity(), None)   # direct callers: no visualize block
+    assert step.visualize == fill_defaults({}, SP_SCHEMA)['visualize']
 
 
 # ---- the run folder's config.yaml -------------------------------------------------------------
