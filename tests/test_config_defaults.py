@@ -135,19 +135,27 @@ def test_old_checkpoint_without_defaults_compares_equal():
 
 # ---- optimizer.clip_grad ------------------------------------------------------------------------
 
-def _engine_step(tmp_path, clip, amp='off'):
+def _model():
     from models import build_model
     torch.manual_seed(0)
-    model = build_model({'name': 'resnet3d', 'args': {'model_depth': 10, 'n_class': 3, 'widen_factor': 0.25}})
+    return build_model({'name': 'resnet3d', 'args': {'model_depth': 10, 'n_class': 3, 'widen_factor': 0.25}})
+
+
+def _batch():
+    g = torch.Generator().manual_seed(1)
+    return {'video': 10 * torch.randn(2, 1, 3, 4, 16, 16, generator=g), 'label': torch.tensor([0, 2]),
+            'index': torch.arange(2), 'vid': ['a', 'b'], 'skipped': []}
+
+
+def _engine_step(tmp_path, clip, amp='off', n=1):
+    model = _model()
     step = ClassifierStep(model, torch.nn.CrossEntropyLoss(), classes=['a', 'b', 'c'])
     opt = torch.optim.SGD(model.parameters(), lr=0.1)   # no momentum: the step is -lr * grad
     ctx = RunContext(out_dir=str(tmp_path), device=torch.device('cpu'), dist=DistInfo(), print_freq=0, amp=amp)
     engine = Engine(step, opt, None, ctx, epochs=1, clip_grad=clip)
-    g = torch.Generator().manual_seed(1)
-    batch = {'video': 10 * torch.randn(2, 1, 3, 4, 16, 16, generator=g), 'label': torch.tensor([0, 2]),
-             'index': torch.arange(2), 'vid': ['a', 'b'], 'skipped': []}
+    batch = _batch()
     before = [p.detach().clone() for p in model.parameters()]
-    stats = engine.train_one_epoch([batch], 0)
+    stats = engine.train_one_epoch([batch] * n, 0)
     moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
     return stats, moved.item()
 
@@ -162,6 +170,19 @@ def test_clip_grad_bounds_the_step_and_logs_the_norm(tmp_path):
     assert stats['grad_norm'] > clip
     assert moved <= 0.1 * clip * (1 + 1e-4)
     assert moved == pytest.approx(0.1 * clip, rel=1e-3)
+
+
+def test_clip_grad_with_fp16_unscales_first(tmp_path):
+    """fp16: the norm is measured on unscaled gradients; steps the scaler skips (overflow while it
+    finds its scale) move nothing and report no norm."""
+    stats, moved = _engine_step(tmp_path, 1e-7, amp='fp16', n=24)
+    model, batch = _model(), _batch()   # the same step by hand: fp16 autocast, no loss scaling
+    with torch.autocast('cpu', dtype=torch.float16):
+        loss = torch.nn.functional.cross_entropy(model(batch['video']), batch['label'])
+    loss.backward()
+    norm = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in model.parameters())).item()
+    assert stats['grad_norm'] == pytest.approx(norm, rel=1e-3)   # weights barely move: same gradients
+    assert 0 < moved <= 24 * 0.1 * 1e-7 * (1 + 1e-3)
 
 
 def test_clip_grad_config_rule(tmp_path):
