@@ -21,8 +21,9 @@ config (the run folder's ``config.yaml``) shows every setting that ran. The rule
 - a block is created when absent only when it is itself a ``Default`` (``Default({}, {...})``,
   e.g. ``dataset.transform``, ``criterion``, ``fewshot``), then filled like a present one;
 - a block without a ``Default`` is never created: absent (or ``null``) means "not used" or
-  "off" (``augment``, ``adversary``, ``criterion_feat``, ``optimizer``, ``optimizer.schedule``
-  is ``null``, the DRL config's ``model``); when present, its own defaults are filled;
+  "off" (``augment``, ``adversary``, ``criterion_feat``, ``optimizer``, the DRL config's
+  ``model``); when present, its own defaults are filled; a nullable block may default to
+  ``null`` (``optimizer.schedule: null``, a constant learning rate);
 - ``MapOf`` entries get their per-entry defaults (each ``dataset.args.<split>``);
 - a default of ``null`` that means "inherit" is documented at its key (``sp.seed``,
   ``sp.eval_period``, ``fewshot.seed``);
@@ -326,8 +327,8 @@ SP_SCHEMA = {
                               'lambda': Default(0.5, Range(NUM, lo=0)),  # main-drl-dir.py
                               'scale': Default(False, bool)}),             # main-drl-dir.py
     # feature distillation into the spatial model (drl.steps.FeatureLoss); absent / null: off
-    'criterion_feat': ({'keys': ListOf(str), 'name': Default('MSELoss', str), 'args': Default({}, ANY),
-                        'weight': Default(1.0, NUM)}, NONE),
+    'criterion_feat': ({'keys': Default([], ListOf(str)), 'name': Default('MSELoss', str),
+                        'args': Default({}, ANY), 'weight': Default(1.0, NUM)}, NONE),
     'shuffle': Default(False, bool),
     'seed': Default(None, (int, NONE)),  # null: the main config's
     # validate every N epochs (and after the last); null: the main config's eval_period
