@@ -45,7 +45,8 @@ def get_args_parser():
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     p.add_argument('--gpu', type=int, default=None, help='GPU index')
     p.add_argument('--seed', type=int, default=None, help='seed of the data and of the shuffles')
-    p.set_defaults(dist_url='env://', dist_backend=None, amp='off', debug=False)
+    # what utils.runner.setup_run reads: an evaluation-only run (no resume check of the folder)
+    p.set_defaults(dist_url='env://', dist_backend=None, amp='off', debug=False, evaluate=True, no_resume=False)
     return p
 
 
