@@ -31,18 +31,18 @@ def build_step(cfg, cfg_sp, ctx, args, classes):
     load_video_model(f, args, need_head=False)
     f = prepare_model(f, cfg['model'], ctx, args)
     g = build_spatial_model(cfg, cfg_sp, ctx, args)
-    if g is not None and cfg_sp.get('freeze_sp'):
+    if g is not None and cfg_sp['freeze_sp']:
         raise UserError('main-drl-dir.py trains its spatial model through gradient reversal: '
                         'freeze_sp is not supported here')
-    crit = cfg_sp.get('criterion') or {'name': 'KDLoss'}
+    crit = cfg_sp['criterion']
     # per-sample values: the penalty may be weighted per sample (criterion.scale)
-    criterion = build_criterion(crit['name'], **dict(crit.get('args') or {}, reduction='none'))
+    criterion = build_criterion(crit['name'], **dict(crit['args'] or {}, reduction='none'))
     static = 'spatial model (gradient reversal)' if g is not None else \
-        ('shuffled clips' if cfg_sp.get('shuffle') else 'frozen clips')
-    log.info('static input: %s; lambda %s; scale %s', static, crit.get('lambda', 0.5), crit.get('scale', False))
-    return DRLDirStep(f, g, criterion, lam=float(crit.get('lambda', 0.5)),
-                      scale=bool(crit.get('scale', False)), shuffle=bool(cfg_sp.get('shuffle', False)),
-                      freeze_bn=cfg['model'].get('freeze_bn', False), ctx=ctx, classes=classes,
+        ('shuffled clips' if cfg_sp['shuffle'] else 'frozen clips')
+    log.info('static input: %s; lambda %s; scale %s', static, crit['lambda'], crit['scale'])
+    return DRLDirStep(f, g, criterion, lam=float(crit['lambda']),
+                      scale=crit['scale'], shuffle=cfg_sp['shuffle'],
+                      freeze_bn=cfg['model']['freeze_bn'], ctx=ctx, classes=classes,
                       seed=ctx.seed)
 
 

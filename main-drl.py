@@ -42,13 +42,13 @@ def build_step(cfg, cfg_sp, ctx, args, classes):
     g = build_spatial_model(cfg, cfg_sp, ctx, args, ret_feat=keys.get('ret_feat', ()))
     if g is None:
         raise UserError(f'{args.sp_config}: main-drl.py needs a spatial model (a model: block)')
-    crit = cfg_sp.get('criterion') or {'name': 'KDLoss'}
+    crit = cfg_sp['criterion']
     attack = build_attack(adversary['name'], **(adversary.get('args') or {})) if adversary else None
     log.info('mode: %s; attack: %s', 'dynamic scoring' if scoring else 'adversarial augmentation', attack)
-    return DRLAugStep(f, g, build_criterion(crit['name'], **(crit.get('args') or {})), attack=attack,
-                      freeze_bn=cfg['model'].get('freeze_bn', False),
-                      freeze_sp=bool(cfg_sp.get('freeze_sp')), feat_loss=feat_loss, ctx=ctx,
-                      classes=classes, visualize=cfg_sp.get('visualize'), norm=normalisation(cfg))
+    return DRLAugStep(f, g, build_criterion(crit['name'], **(crit['args'] or {})), attack=attack,
+                      freeze_bn=cfg['model']['freeze_bn'],
+                      freeze_sp=cfg_sp['freeze_sp'], feat_loss=feat_loss, ctx=ctx,
+                      classes=classes, visualize=cfg_sp['visualize'], norm=normalisation(cfg))
 
 
 def main(args):

@@ -53,7 +53,7 @@ def main(args):
         log.info('%s: %d videos, %d classes', s, len(d), len(d.classes))
 
     model = build_model(cfg['model'])
-    linear_probe = bool(cfg['model'].get('linear_probe', False)) and not args.evaluate
+    linear_probe = cfg['model']['linear_probe'] and not args.evaluate
     if linear_probe:  # only the head learns (before DDP wrapping, which reads requires_grad)
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith('head.'))
@@ -61,21 +61,21 @@ def main(args):
         load_pretrained(model, evaluation_weights(args, out_dir), copy_head=True)
         pretrain = None
     else:
-        pretrain = args.pretrain or cfg['model'].get('pretrain')
+        pretrain = args.pretrain or cfg['model']['pretrain']
     model = prepare_model(model, cfg['model'], ctx, args, pretrain=pretrain)
     classes = next(iter(data.values())).classes
     final = data.get('test_final')
     predictions = ((os.path.join(out_dir, 'predictions.csv'), [r.vid for r in final.records])
                    if final is not None and ctx.is_main else None)
-    step = ClassifierStep(model, build_criterion(cfg.get('criterion')).to(ctx.device),
-                          freeze_bn=cfg['model'].get('freeze_bn', False), classes=classes,
+    step = ClassifierStep(model, build_criterion(cfg['criterion']).to(ctx.device),
+                          freeze_bn=cfg['model']['freeze_bn'], classes=classes,
                           predictions_to=predictions, augment=build_batch_mix(cfg), linear_probe=linear_probe)
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(cfg['optimizer'], params) if not args.evaluate else None
     scheduler = build_scheduler(cfg['optimizer'], optimizer) if optimizer else None
     engine = Engine(step, optimizer, scheduler, ctx, epochs=cfg['optimizer']['epochs'],
-                    eval_period=cfg.get('eval_period', 1))
+                    eval_period=cfg['eval_period'], clip_grad=cfg['optimizer']['clip_grad'])
     if not args.evaluate:
         engine.resume(enabled=not args.no_resume)
         engine.fit(loaders['train'], loaders.get('test'))

@@ -93,5 +93,5 @@ def build_batch_mix(cfg):
     block = cfg.get('augment')
     if not block:
         return None
-    return BatchMix(block['name'], mix=block.get('mix', (0.3, 0.7)), prob=block.get('prob', 1.0),
-                    consistency=block.get('consistency', 0.0))
+    # a loaded config: mix / prob / consistency carry the schema's defaults (utils/config_schema.py)
+    return BatchMix(block['name'], mix=block['mix'], prob=block['prob'], consistency=block['consistency'])

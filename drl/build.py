@@ -18,7 +18,8 @@ from datasets import VideoDataset, build_dataset
 from models import build_model
 from utils.build import build_loader, default_workers, prepare_model, to_memory_format
 from utils.checkpoint import load_pretrained, read_weights, unwrap
-from utils.config import load_config, load_sp_config
+from utils.config import fill_defaults, load_config, load_sp_config
+from utils.config_schema import IMAGENET_MEAN, IMAGENET_STD, SP_SCHEMA
 from utils.engine import Engine
 from utils.optim import build_optimizer, build_scheduler
 from utils.runner import RunContext, apply_batch_flags, config_run_name, setup_run
@@ -109,12 +110,12 @@ def build_spatial_model(cfg: dict[str, Any], cfg_sp: dict[str, Any], ctx: RunCon
         return None
     extra = {'ret_feat': list(ret_feat)} if ret_feat else {}
     g = build_model(cfg_sp['model'], n_class=cfg['model']['args']['n_class'], **extra)
-    path = cfg_sp.get('sp_pretrain')
+    path = cfg_sp['sp_pretrain']
     if path:
         load_pretrained(g, path, copy_head=True, key='state_dict_sp')
-    elif cfg_sp.get('freeze_sp'):
+    elif cfg_sp['freeze_sp']:
         raise UserError('freeze_sp: true needs sp_pretrain: PATH (a scoring run\'s checkpoint)')
-    frozen = bool(cfg_sp.get('freeze_sp'))
+    frozen = cfg_sp['freeze_sp']
     if frozen:
         g.requires_grad_(False)
     g = prepare_model(g, cfg_sp['model'], ctx, args, trainable=not frozen)
@@ -127,7 +128,7 @@ def build_drl_optimizer(cfg_sp: Mapping[str, Any], f: Optional[nn.Module] = None
     """One optimiser, one parameter group per trained model: ``g`` with
     ``optimizer.model_sp.args``, ``f`` with ``optimizer.model.args`` (either may be ``None``,
     i.e. not trained). The scheduler (``optimizer.schedule``) acts on both groups."""
-    opt = cfg_sp['optimizer']
+    opt = fill_defaults(cfg_sp, SP_SCHEMA)['optimizer']  # also called with hand-built blocks
     groups = []
     for module, key in ((g, 'model_sp'), (f, 'model')):
         if module is None:
@@ -136,7 +137,7 @@ def build_drl_optimizer(cfg_sp: Mapping[str, Any], f: Optional[nn.Module] = None
             raise UserError(f'DRL config: optimizer.{key}.args is needed to train that model')
         params = [p for p in module.parameters() if p.requires_grad]
         if params:
-            groups.append({'params': params, 'name': key, **(opt[key].get('args') or {})})
+            groups.append({'params': params, 'name': key, **(opt[key]['args'] or {})})
     if not groups:
         raise UserError('DRL config: nothing to train (no trainable model)')
     optimizer = build_optimizer({'name': opt['name'], 'args': {}}, groups)
@@ -145,8 +146,9 @@ def build_drl_optimizer(cfg_sp: Mapping[str, Any], f: Optional[nn.Module] = None
 
 def normalisation(cfg: Mapping[str, Any]) -> tuple[list[float], list[float]]:
     """(mean, std) of the main config's transform, for pictures of clips."""
-    norm = cfg['dataset'].get('transform', {}).get('normalize') or {}
-    return norm.get('mean', [0.0, 0.0, 0.0]), norm.get('std', [1.0, 1.0, 1.0])
+    # null: what datasets.transforms then normalises with (ImageNet)
+    norm = cfg['dataset']['transform']['normalize'] or {'mean': IMAGENET_MEAN, 'std': IMAGENET_STD}
+    return norm['mean'], norm['std']
 
 
 def freeze_module(m: nn.Module) -> nn.Module:
@@ -169,7 +171,7 @@ def run_drl(args: argparse.Namespace, build_step: BuildStep) -> None:
     """
     cfg = apply_batch_flags(load_config(args.config, args.overrides), args)
     cfg_sp = load_sp_config(args.sp_config, args.overrides)
-    if args.seed is None and 'seed' in cfg_sp:
+    if args.seed is None and cfg_sp['seed'] is not None:
         args.seed = cfg_sp['seed']
     ctx = setup_run(args, cfg, drl_output_dir(args), cfg_sp=cfg_sp)
 
@@ -178,7 +180,8 @@ def run_drl(args: argparse.Namespace, build_step: BuildStep) -> None:
     trained = step.trained_models()
     optimizer, scheduler = build_drl_optimizer(cfg_sp, f=trained.get('state_dict'), g=trained.get('state_dict_sp'))
     engine = Engine(step, optimizer, scheduler, ctx, epochs=cfg_sp['optimizer']['epochs'],
-                    eval_period=cfg_sp.get('eval_period') or cfg.get('eval_period', 1))
+                    eval_period=cfg_sp['eval_period'] or cfg['eval_period'],
+                    clip_grad=cfg_sp['optimizer']['clip_grad'])
     if args.evaluate:
         if not engine.resume(enabled=True):
             raise UserError(f'-e: no checkpoint of this DRL run in {ctx.out_dir}')

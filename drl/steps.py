@@ -98,13 +98,13 @@ def attack_effect(g: nn.Module, x_adv: torch.Tensor, o: torch.Tensor, o_adv: tor
 class FeatureLoss:
     """``criterion_feat``: distil the video model's features into the spatial model's.
 
-    Config: ``{keys: [pool], name: MSELoss, args: {}, weight: 1.0}`` (name defaults to MSELoss).
+    Config: ``{keys: [pool], name: MSELoss, args: {}, weight: 1.0}`` (defaults: ``SP_SCHEMA``).
     """
 
     def __init__(self, cfg: Mapping[str, Any]) -> None:
-        self.keys = list(cfg.get('keys') or [])
-        self.weight = float(cfg.get('weight', 1.0))
-        self.criterion = build_criterion(cfg.get('name', 'MSELoss'), **(cfg.get('args') or {}))
+        self.keys = list(cfg['keys'] or [])
+        self.weight = float(cfg['weight'])
+        self.criterion = build_criterion(cfg['name'], **(cfg['args'] or {}))
 
     def __call__(self, feats_sp: Mapping[str, torch.Tensor], feats: Mapping[str, torch.Tensor]) -> torch.Tensor:
         total = 0.0

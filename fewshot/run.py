@@ -39,11 +39,11 @@ def train_on_base(cfg, model, ctx, args):
     base = build_dataset(cfg, 'base', seed=ctx.seed)
     log.info('base: %d videos, %d classes', len(base), len(base.classes))
     loader = build_loader(base, cfg, ctx, train=True, workers=default_workers(cfg, args))
-    step = ClassifierStep(model, build_criterion(cfg.get('criterion')).to(ctx.device),
-                          freeze_bn=cfg['model'].get('freeze_bn', False), classes=base.classes)
+    step = ClassifierStep(model, build_criterion(cfg['criterion']).to(ctx.device),
+                          freeze_bn=cfg['model']['freeze_bn'], classes=base.classes)
     optimizer = build_optimizer(cfg['optimizer'], model.parameters())
     engine = Engine(step, optimizer, build_scheduler(cfg['optimizer'], optimizer), ctx,
-                    epochs=cfg['optimizer']['epochs'])
+                    epochs=cfg['optimizer']['epochs'], clip_grad=cfg['optimizer']['clip_grad'])
     engine.resume(enabled=not args.no_resume)
     engine.fit(loader)
     return engine.ckpt_path
@@ -51,13 +51,13 @@ def train_on_base(cfg, model, ctx, args):
 
 def evaluate_novel(cfg, model, head, ctx, args, checkpoint):
     """Draw the episodes, encode their videos once, fit and score all heads; returns results."""
-    d, fs = cfg['dataset'], cfg.get('fewshot') or {}
+    d, fs = cfg['dataset'], cfg['fewshot']
+    seed = fs['seed'] if fs['seed'] is not None else ctx.seed
     novel = build_dataset(cfg, 'novel', seed=ctx.seed)
-    n_batch = min(d.get('n_batch', 1000), 10) if args.debug else d.get('n_batch', 1000)
+    n_batch = min(d['n_batch'], 10) if args.debug else d['n_batch']
     try:
-        sampler = EpisodeSampler(novel.labels, d.get('n_way', 5), d.get('n_shot', 1), d.get('n_query', 5),
-                                 n_batch, d.get('ep_per_batch', 1), seed=fs.get('seed', ctx.seed),
-                                 min_videos=d.get('min_videos'))
+        sampler = EpisodeSampler(novel.labels, d['n_way'], d['n_shot'], d['n_query'], n_batch,
+                                 d['ep_per_batch'], seed=seed, min_videos=d['min_videos'])
     except ValueError as e:   # too few classes / videos for the episode shape: a config problem
         raise UserError(f'novel split: {e}') from None
     episodes = sampler.draw()
@@ -68,21 +68,21 @@ def evaluate_novel(cfg, model, head, ctx, args, checkpoint):
 
     t0 = time.time()
     key = cache_key(cfg, checkpoint, ctx.seed)
-    cache = os.path.join(fs.get('cache_dir') or os.path.join(ctx.out_dir, 'feature_cache'),
-                         f'{key}.pt') if fs.get('cache', False) else None
+    cache = os.path.join(fs['cache_dir'] or os.path.join(ctx.out_dir, 'feature_cache'),
+                         f'{key}.pt') if fs['cache'] else None
     feats, n_new = cached_features(model, novel, used, cache, key, device=ctx.device,
-                                   batch_size=fs.get('batch_size', 4),
+                                   batch_size=fs['batch_size'],
                                    num_workers=default_workers(cfg, args), print_freq=args.print_freq)
     rows = torch.full((len(novel),), -1, dtype=torch.long)
     rows[used] = torch.arange(len(used))
     t_enc = time.time() - t0
 
     head = head.to(ctx.device)
-    g = torch.Generator().manual_seed(fs.get('seed', ctx.seed) + 1)
+    g = torch.Generator().manual_seed(seed + 1)
     t0 = time.time()
     with torch.no_grad():
         acc = evaluate_episodes(head, feats, episodes.support, episodes.query, rows,
-                                chunk=fs.get('chunk', 250), generator=g, device=ctx.device)
+                                chunk=fs['chunk'], generator=g, device=ctx.device)
     t_fit = time.time() - t0
     log.info('features: %d videos (%d encoded now) in %.1f s; %d episodes fitted in %.1f s (%.1f episodes/s)',
              len(used), n_new, t_enc, len(episodes), t_fit, len(episodes) / max(t_fit, 1e-9))
@@ -124,7 +124,7 @@ def main(args):
     head = check_fewshot_config(cfg, args.config, args.evaluate)
     out_dir = args.output_dir or default_output_dir(args.config, args.pretrain, args.debug)
     ctx = setup_run(args, cfg, out_dir)
-    pretrain = args.pretrain or cfg['model'].get('pretrain')
+    pretrain = args.pretrain or cfg['model']['pretrain']
     # train on the base classes first only when the config has a base split
     train = (cfg['dataset'].get('args') or {}).get('base') is not None and not args.evaluate
     model = prepare_model(build_model(cfg['model']), cfg['model'], ctx, args, pretrain=pretrain,

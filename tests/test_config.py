@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from core.registry import Registry
-from utils.config import ConfigError, load_config, load_sp_config, parse_override
+from utils.config import ConfigError, fill_defaults, load_config, load_sp_config, parse_override
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REF = '/work/shared/reference/configs'
@@ -23,7 +23,7 @@ def test_base_stacking_later_wins(tmp_path):
     write(tmp_path / 'b.yaml', {'_base_': ['a.yaml'], 'dataset': {'batch_size': 4}})
     write(tmp_path / 'c.yaml', {'_base_': ['b.yaml'], 'optimizer': {'name': 'SGD', 'epochs': 2}})
     cfg = load_config(str(tmp_path / 'c.yaml'))
-    assert cfg['dataset'] == {'name': 'x', 'batch_size': 4, 'transform': {'crop': 112}}
+    assert cfg['dataset'] == fill_defaults({'dataset': {'name': 'x', 'batch_size': 4, 'transform': {'crop': 112}}})['dataset']
     assert cfg['optimizer']['epochs'] == 2
     assert '_base_' not in cfg
 

@@ -11,7 +11,7 @@ import yaml
 
 from core.errors import UserError
 from utils.build import build_loader
-from utils.config import ConfigError, load_config, load_sp_config
+from utils.config import ConfigError, fill_defaults, load_config, load_sp_config
 from utils.config_schema import ListOf, Range
 from utils.runner import apply_batch_flags
 
@@ -55,7 +55,12 @@ RULES = [
     ('cfg', 'augment.prob', [1.1, -0.5], [0, 0.5, 1]),
     ('cfg', 'augment.mix', [[0.7, 0.3], [0.1, 1.2], [-0.1, 0.5], [0.5], [0.1, 0.2, 0.3]],
      [[0.3, 0.7], [0.5, 0.5], [0, 1]]),
+    ('cfg', 'optimizer.clip_grad', [0, -1.0, float('nan')], [None, 0.5, 10]),
+    ('cfg', 'eval_period', [0, -1], [1, 3]),
     ('sp', 'optimizer.epochs', [0, -2], [1, 25]),
+    ('sp', 'optimizer.clip_grad', [0], [None, 1.0]),
+    ('sp', 'eval_period', [0], [None, 2]),
+    ('sp', 'visualize.every', [-1], [0, 2]),
     ('sp', 'adversary.args.eps', [-0.01], [0, 0.03]),
     ('sp', 'adversary.args.iters', [0, -1], [1, 7]),
     ('sp', 'criterion.lambda', [-0.5], [0, 0.5]),
@@ -214,7 +219,7 @@ def test_batch_smaller_than_process_count_is_an_error():
         build_loader(data, {'dataset': {'batch_size': 0}}, _ctx(1), train=False)
     with pytest.raises(UserError, match='not divisible'):
         build_loader(data, {'dataset': {'batch_size': 6}}, _ctx(4), train=False)
-    assert build_loader(data, {'dataset': {'batch_size': 8}}, _ctx(4), train=False).batch_size == 2
+    assert build_loader(data, fill_defaults({'dataset': {'batch_size': 8}}), _ctx(4), train=False).batch_size == 2
 
 
 # ---- end to end ---------------------------------------------------------------------------

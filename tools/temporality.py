@@ -149,7 +149,7 @@ def main(args):
     model = build_model(cfg['model'])
     load_pretrained(model, args.pretrain, copy_head=True)
     model = prepare_model(model, cfg['model'], ctx, args, trainable=False)
-    step = StaticViewStep(model, build_criterion(cfg.get('criterion')).to(ctx.device), data.classes, ctx.seed)
+    step = StaticViewStep(model, build_criterion(cfg['criterion']).to(ctx.device), data.classes, ctx.seed)
     engine = Engine(step, None, None, ctx, epochs=0)
     stats = {}
     for view in VIEWS:

@@ -40,7 +40,7 @@ def default_workers(cfg: Mapping[str, Any], args: Optional[argparse.Namespace]) 
     """DataLoader workers: ``-j``, else ``dataset.num_workers``, else ``min(4, CPUs)``."""
     if args is not None and args.workers is not None:
         return args.workers
-    n = cfg['dataset'].get('num_workers')
+    n = cfg['dataset']['num_workers']
     return n if n is not None else min(4, os.cpu_count() or 1)
 
 
@@ -66,7 +66,7 @@ def build_loader(dataset: torch.utils.data.Dataset, cfg: Mapping[str, Any], ctx:
         sampler = ShardSampler(len(dataset), rank, world)
     # NVDEC decoding needs a CUDA context in each worker, which a worker forked from a process
     # that already uses CUDA cannot create: such workers are spawned
-    spawn = workers > 0 and cfg['dataset'].get('decode_device') == 'cuda'
+    spawn = workers > 0 and cfg['dataset']['decode_device'] == 'cuda'
     return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=workers,
                       collate_fn=video_collate, pin_memory=ctx.device.type == 'cuda',
                       drop_last=train and len(sampler) >= per_rank, persistent_workers=False,
@@ -95,8 +95,8 @@ def prepare_model(model: nn.Module, model_cfg: Mapping[str, Any], ctx: RunContex
         trainable: DDP-wrap only modules that receive gradients.
     """
     if pretrain:
-        load_pretrained(model, pretrain, copy_head=model_cfg.get('copy_head', False))
-    if ctx.dist.enabled and model_cfg.get('sync_bn', False) and trainable:
+        load_pretrained(model, pretrain, copy_head=model_cfg['copy_head'])
+    if ctx.dist.enabled and model_cfg['sync_bn'] and trainable:
         if ctx.device.type == 'cuda':
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         else:  # torch's SyncBatchNorm is CUDA-only

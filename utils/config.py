@@ -1,11 +1,15 @@
-"""Config loading: YAML file (+ its ``_base_`` files) -> ``key=value`` overrides -> validation.
+"""Config loading: YAML file (+ its ``_base_`` files) -> ``key=value`` overrides -> defaults ->
+validation.
 
 A config is a plain nested ``dict``. Validation is against a schema from
 :mod:`utils.config_schema`; an unknown key or a wrong type raises :class:`ConfigError` whose
 message is one line naming the key, the file it came from and the closest valid key. Value
 constraints (ranges, list shapes: the schema's ``Range`` / ``ListOf`` leaves) are checked once,
 after the overrides, and fail the same way, naming the key, the value and the file (and the
-override that set it). A YAML mapping with a duplicated key is refused when read.
+override that set it). A YAML mapping with a duplicated key is refused when read. The schema's
+defaults (:class:`~utils.config_schema.Default`) are filled in after the overrides
+(:func:`fill_defaults`; the rules are in :mod:`utils.config_schema`), so a resolved config holds
+every setting of the run.
 """
 import copy
 import difflib
@@ -16,7 +20,7 @@ import yaml
 
 from core.errors import UserError
 
-from .config_schema import ANY, CFG_SCHEMA, SP_SCHEMA, Constraint, MapOf, Open
+from .config_schema import ANY, CFG_SCHEMA, SP_SCHEMA, Constraint, Default, MapOf, Open, unwrap
 
 
 class DuplicateKeyError(yaml.YAMLError):
@@ -169,6 +173,7 @@ def _type_name(spec):
 def _all_paths(schema, prefix=''):
     """Every dotted key path the schema knows (for suggestions)."""
     out = []
+    schema = unwrap(schema)
     if isinstance(schema, MapOf):
         return _all_paths(schema.schema, prefix + '<name>.')
     if isinstance(schema, tuple):
@@ -186,6 +191,7 @@ def _all_paths(schema, prefix=''):
 
 def _check(value, schema, path, where, root_schema):
     """Keys and types (a :class:`Constraint` leaf's ``types`` only; its values come later)."""
+    schema = unwrap(schema)
     if schema is ANY:
         return
     if isinstance(schema, tuple) and any(isinstance(s, (dict, MapOf, Open)) for s in schema):
@@ -234,6 +240,7 @@ def _check(value, schema, path, where, root_schema):
 
 def _check_values(value, schema, path, where_of):
     """The :class:`Constraint` leaves' value rules, on a config whose keys and types passed."""
+    schema = unwrap(schema)
     if isinstance(schema, Constraint):
         problem = schema.problem(value)
         if problem:
@@ -263,8 +270,46 @@ def validate(cfg, schema, where, values=True):
         _check_values(cfg, schema, '', where_of)
 
 
+def _fill(value, schema):
+    """Fill ``value`` (in place) with the defaults of ``schema`` (see :func:`fill_defaults`)."""
+    schema = unwrap(schema)
+    if isinstance(schema, tuple):
+        schema = next((s for s in schema if isinstance(s, (dict, MapOf, Open))), None)
+    if not isinstance(value, dict):
+        return
+    if isinstance(schema, MapOf):
+        for v in value.values():
+            _fill(v, schema.schema)
+        return
+    if isinstance(schema, Open):
+        schema = schema.schema
+    if not isinstance(schema, dict):
+        return
+    for k, s in schema.items():
+        if k not in value and isinstance(s, Default):
+            value[k] = copy.deepcopy(s.value)
+        if k in value:
+            _fill(value[k], s)
+
+
+def fill_defaults(cfg, schema=None):
+    """A copy of ``cfg`` with the schema's defaults filled in (rules: :mod:`utils.config_schema`).
+
+    Keys already present are kept as they are (``null`` included); blocks that are absent stay
+    absent unless the schema gives them a default. Idempotent. Also the way to complete a
+    hand-built partial config (tests, tools) before handing it to a builder.
+
+    Args:
+        cfg: a config dict (not modified).
+        schema: defaults to :data:`CFG_SCHEMA` (:data:`SP_SCHEMA` for the DRL config).
+    """
+    out = copy.deepcopy(cfg)
+    _fill(out, CFG_SCHEMA if schema is None else schema)
+    return out
+
+
 def load_config(path, overrides=(), schema=None, prefix=''):
-    """Load, stack, override and validate one config.
+    """Load, stack, override, fill in the defaults and validate one config.
 
     Args:
         path: YAML file.
@@ -272,7 +317,7 @@ def load_config(path, overrides=(), schema=None, prefix=''):
             prefix removed (the DRL scripts pass ``prefix='sp.'`` for their second config).
         schema: defaults to :data:`CFG_SCHEMA`.
     Returns:
-        The resolved config as a nested dict.
+        The resolved config as a nested dict, defaults included.
     """
     schema = CFG_SCHEMA if schema is None else schema
     cfg = load_yaml_stack(path)
@@ -300,7 +345,8 @@ def load_config(path, overrides=(), schema=None, prefix=''):
                 return f"{path} (override '{text}')"
         return path
 
-    validate(cfg, schema, where_of)  # values: once, on the final config
+    cfg = fill_defaults(cfg, schema)
+    validate(cfg, schema, where_of)  # values: once, on the final config (defaults included)
     return cfg
 
 

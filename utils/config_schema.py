@@ -1,15 +1,40 @@
-"""Schemas of the two config namespaces.
+"""Schemas of the two config namespaces, with their defaults.
 
 Leaves are a type or a tuple of types (``NONE`` allows ``null``); ``ANY`` accepts anything
 (used for keyword arguments handed verbatim to torch constructors); ``MapOf(s)`` is a mapping
 with free key names whose values follow ``s``; ``Open(d)`` is a mapping whose keys listed in
 ``d`` follow their schema while any other key is accepted as is. Parts of the code that need a
-new key add it here; the schema does not inject defaults (code uses ``.get(key, default)``).
+new key add it here.
 
 Value constraints are leaves too: ``Range(types, lo, hi)`` is a number (or ``null`` when
 ``NONE`` is among ``types``) within bounds, ``ListOf(item, length)`` a list whose items follow
 ``item`` (a type or a ``Range``). The validator checks their types with every other type, and
 their values once, after the overrides (see :func:`utils.config.load_config`).
+
+Defaults live here and nowhere else: ``Default(value, s)`` is a key following ``s`` that
+:func:`utils.config.fill_defaults` sets to ``value`` when it is absent. ``load_config`` fills
+them after the ``_base_`` merge and the overrides, before the value checks, so the resolved
+config (the run folder's ``config.yaml``) shows every setting that ran. The rules:
+
+- a default is filled only where its parent mapping is present (``dataset.max_bad_fraction``
+  whenever there is a ``dataset`` mapping; nothing under a block that is absent or ``null``);
+- a block is created when absent only when it is itself a ``Default`` (``Default({}, {...})``,
+  e.g. ``dataset.transform``, ``criterion``, ``fewshot``), then filled like a present one;
+- a block without a ``Default`` is never created: absent (or ``null``) means "not used" or
+  "off" (``augment``, ``adversary``, ``criterion_feat``, ``optimizer``, the DRL config's
+  ``model``); when present, its own defaults are filled; a nullable block may default to
+  ``null`` (``optimizer.schedule: null``, a constant learning rate);
+- ``MapOf`` entries get their per-entry defaults (each ``dataset.args.<split>``);
+- a default of ``null`` that means "inherit" is documented at its key (``sp.seed``,
+  ``sp.eval_period``, ``fewshot.seed``);
+- keys only a model constructor or one dataset family reads (``model.args.*``,
+  ``dataset.scenemotion.*``, ``dataset.subset``, ``dataset.args.<split>.split``) have no default
+  here: the constructor or family module owns it.
+
+Code reads a key with a default by indexing (``cfg['dataset']['max_bad_fraction']``) and keeps
+``.get`` only for blocks that may be absent. The building blocks below ``utils`` (``datasets``,
+``models``) cannot import this module; their builders still accept partial dicts (tools, tests)
+and their keyword defaults equal the ones here (checked by ``tests/test_config_defaults.py``).
 """
 
 
@@ -35,6 +60,22 @@ class Open:
 
     def __init__(self, schema):
         self.schema = schema
+
+
+class Default:
+    """A key following ``schema`` that is set to ``value`` (a deep copy) when absent from a present
+    parent mapping; a mapping ``schema`` is then filled in turn (module docstring)."""
+
+    def __init__(self, value, schema):
+        self.value, self.schema = value, schema
+
+    def __repr__(self):
+        return f'Default({self.value!r}, {self.schema!r})'
+
+
+def unwrap(schema):
+    """The schema under a :class:`Default` (any other schema unchanged)."""
+    return schema.schema if isinstance(schema, Default) else schema
 
 
 class Constraint:
@@ -130,30 +171,35 @@ class ListOf(Constraint):
         return None if ok else f'must be {self.describe()}'
 
 
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
 CLIP_ARGS = {
-    'n_clips': int,
+    'n_clips': Default(1, int),
     'n_frames': int,
-    'fps': NUM,
-    'sparse': bool,
-    'split': (int, str),
+    'fps': Default(-1, NUM),  # -1: the source rate
+    'sparse': Default(False, bool),
+    'split': (int, str),      # hmdb51 / ucf101 split number (the family's default: 1)
     'phase': str,
     'base_cls': (int, list, str, NONE),
     'subset': str,
 }
 
 TRANSFORM = {
-    'resize': (int, list),
-    'crop': (int, list),
-    'hflip': bool,
+    'resize': Default(None, (int, list, NONE)),  # short side (null: no resize)
+    'crop': Default(None, (int, list, NONE)),
+    'hflip': Default(False, bool),
     # brightness, contrast, saturation, hue
-    'color_jitter': ListOf(Range(NUM, lo=0), length=4, nullable=True),
-    'normalize': {'mean': ListOf(Range(NUM), length=3),
-                  'std': ListOf(Range(NUM, lo=0, lo_open=True), length=3)},
-    'rnd_scale': (list, NONE),
-    'rnd_ratio': (list, NONE),
-    'device_augment': bool,  # uint8 clips; flip / jitter / normalise on the device (docs/gpu.md)
+    'color_jitter': Default(None, ListOf(Range(NUM, lo=0), length=4, nullable=True)),
+    'normalize': Default({}, {'mean': Default(IMAGENET_MEAN, ListOf(Range(NUM), length=3)),
+                              'std': Default(IMAGENET_STD, ListOf(Range(NUM, lo=0, lo_open=True), length=3))}),
+    'rnd_scale': Default(None, (list, NONE)),
+    'rnd_ratio': Default(None, (list, NONE)),
+    # uint8 clips; flip / jitter / normalise on the device (docs/gpu.md)
+    'device_augment': Default(False, bool),
 }
 
+# keyword arguments of the model constructors: their defaults stay with the constructors
 MODEL_ARGS = {
     'n_class': int,
     'model_depth': int,
@@ -179,16 +225,17 @@ MODEL_ARGS = {
 MODEL = {
     'name': str,
     'ddp': bool,
-    'sync_bn': bool,
-    'freeze_bn': bool,
-    'pretrain': (str, NONE),
-    'copy_head': bool,
-    'linear_probe': bool,   # main.py: train the head only, backbone frozen in eval mode
+    'sync_bn': Default(False, bool),
+    'freeze_bn': Default(False, bool),
+    'pretrain': Default(None, (str, NONE)),
+    'copy_head': Default(False, bool),
+    'linear_probe': Default(False, bool),   # main.py: train the head only, backbone frozen in eval mode
     'args': MODEL_ARGS,
 }
 
-SCHEDULE = {'name': str, 'args': ANY}
+SCHEDULE = {'name': str, 'args': Default({}, ANY)}
 
+# generation parameters; their defaults: datasets.scenemotion_gen.DEFAULTS (part of the cache hash)
 SCENEMOTION = {
     'seed': int,
     'bias': Range(NUM, 0, 1),
@@ -205,66 +252,87 @@ SCENEMOTION = {
 
 DATASET = {
     'name': str,
-    'root': (str, NONE),
+    'root': Default(None, (str, NONE)),  # null: the environment / paths file (datasets/paths.py)
     'video_root': (str, NONE),  # mini_kinetics_200: folder of the Kinetics-400 videos
-    'layout': (str, NONE),  # auto | project | published: folder layout under the root (datasets/paths.py)
+    # auto | project | published: folder layout under the root (datasets/paths.py)
+    'layout': Default('auto', (str, NONE)),
     'batch_size': Range(int, lo=1),
-    'num_workers': Range(int, lo=0),
-    'max_bad_fraction': Range(NUM, 0, 1),
-    'decode_device': str,  # cpu | cuda: NVDEC through PyAV's hwaccel (docs/gpu.md)
-    'transform': TRANSFORM,
+    'num_workers': Default(None, Range((int, NONE), lo=0)),  # null: min(4, CPU count); -j wins
+    'max_bad_fraction': Default(0.01, Range(NUM, 0, 1)),
+    'decode_device': Default('cpu', str),  # cpu | cuda: NVDEC through PyAV's hwaccel (docs/gpu.md)
+    'transform': Default({}, TRANSFORM),
     'args': MapOf(CLIP_ARGS),
-    # few-shot episodes
-    'n_way': Range(int, lo=1),
-    'n_shot': Range(int, lo=1),
-    'n_query': Range(int, lo=1),
-    'n_batch': Range(int, lo=1),
-    'ep_per_batch': Range(int, lo=1),
-    'min_videos': int,
+    # few-shot episodes (main-fsl.py)
+    'n_way': Default(5, Range(int, lo=1)),
+    'n_shot': Default(1, Range(int, lo=1)),
+    'n_query': Default(5, Range(int, lo=1)),
+    'n_batch': Default(1000, Range(int, lo=1)),
+    'ep_per_batch': Default(1, Range(int, lo=1)),
+    'min_videos': Default(None, (int, NONE)),  # null: max(5, n_shot + n_query)
     # the embedded benchmark
     'subset': str,
     'scenemotion': SCENEMOTION,
 }
 
+# an optimiser's gradient-norm clipping: null = off (utils.engine.Engine, ``grad_norm`` metric)
+CLIP_GRAD = Default(None, Range((int, float, NONE), lo=0, lo_open=True))
+
 CFG_SCHEMA = {
     'dataset': DATASET,
     'model': MODEL,
-    'model_fs': {'name': str, 'args': ANY},
+    'model_fs': {'name': str, 'args': Default({}, ANY)},
+    # absent: the run does not train (e.g. a few-shot config without base training)
     'optimizer': {
         'name': str,
         'epochs': Range(int, lo=1),
-        'args': ANY,
-        'schedule': (SCHEDULE, NONE),
-        'clip_grad': (NUM, NONE),
+        'args': Default({}, ANY),
+        'schedule': Default(None, (SCHEDULE, NONE)),  # null: constant learning rate
+        'clip_grad': CLIP_GRAD,
     },
-    'criterion': {'name': str, 'args': ANY},
-    'seed': int,
-    'eval_period': int,  # validate every N epochs (and after the last); default 1
-    # main.py: batch de-biasing augmentation (datasets/batch_mix.py)
-    'augment': {'name': str, 'mix': ListOf(Range(NUM, 0, 1), length=2, ordered=True),
-                'prob': Range(NUM, 0, 1), 'consistency': NUM},
-    'fewshot': {'cache': bool, 'batch_size': int, 'seed': int, 'cache_dir': (str, NONE), 'chunk': int},
+    'criterion': Default({}, {'name': Default('CrossEntropyLoss', str), 'args': Default({}, ANY)}),
+    'seed': Default(0, int),
+    'eval_period': Default(1, Range(int, lo=1)),  # validate every N epochs (and after the last)
+    # main.py: batch de-biasing augmentation (datasets/batch_mix.py); absent: off
+    'augment': {'name': str,
+                'mix': Default([0.3, 0.7], ListOf(Range(NUM, 0, 1), length=2, ordered=True)),
+                'prob': Default(1.0, Range(NUM, 0, 1)), 'consistency': Default(0.0, NUM)},
+    # main-fsl.py: feature encoding and episode fitting
+    'fewshot': Default({}, {
+        'cache': Default(False, bool),
+        'batch_size': Default(4, int),
+        'seed': Default(None, (int, NONE)),  # null: the run's seed
+        'cache_dir': Default(None, (str, NONE)),  # null: <run folder>/feature_cache
+        'chunk': Default(250, int),
+    }),
 }
 
 # The second config of main-drl.py / main-drl-dir.py: spatial model and DRL settings.
 SP_SCHEMA = {
-    'model': (MODEL, NONE),
-    'sp_pretrain': (str, NONE),
-    'freeze_sp': bool,
-    # adversary.args go to the attack's constructor; the keys listed here are checked
+    'model': (MODEL, NONE),  # absent / null: no spatial model
+    'sp_pretrain': Default(None, (str, NONE)),
+    'freeze_sp': Default(False, bool),
+    # adversary.args go to the attack's constructor; the keys listed here are checked; absent /
+    # null: no attack (dynamic scoring)
     'adversary': ({'name': str, 'args': Open({'eps': Range(NUM, lo=0), 'iters': Range(int, lo=1)})},
                   NONE),
     'optimizer': {
         'name': str,
         'epochs': Range(int, lo=1),
-        'model_sp': {'args': ANY},
-        'model': {'args': ANY},
-        'schedule': (SCHEDULE, NONE),
+        'model_sp': {'args': Default({}, ANY)},   # absent: the spatial model is not trained
+        'model': {'args': Default({}, ANY)},      # absent: the video model is not trained
+        'schedule': Default(None, (SCHEDULE, NONE)),
+        'clip_grad': CLIP_GRAD,
     },
-    'criterion': {'name': str, 'args': ANY, 'lambda': Range(NUM, lo=0), 'scale': bool},
-    'criterion_feat': ANY,
-    'shuffle': bool,
-    'seed': int,
-    'eval_period': int,  # DRL runs: validate every N epochs (and after the last)
-    'visualize': {'n_clips': int, 'every': int},
+    'criterion': Default({}, {'name': Default('KDLoss', str), 'args': Default({}, ANY),
+                              'lambda': Default(0.5, Range(NUM, lo=0)),  # main-drl-dir.py
+                              'scale': Default(False, bool)}),             # main-drl-dir.py
+    # feature distillation into the spatial model (drl.steps.FeatureLoss); absent / null: off
+    'criterion_feat': ({'keys': Default([], ListOf(str)), 'name': Default('MSELoss', str),
+                        'args': Default({}, ANY), 'weight': Default(1.0, NUM)}, NONE),
+    'shuffle': Default(False, bool),
+    'seed': Default(None, (int, NONE)),  # null: the main config's
+    # validate every N epochs (and after the last); null: the main config's eval_period
+    'eval_period': Default(None, Range((int, NONE), lo=1)),
+    # adversarial-example pictures of the first training batch every ``every`` epochs (0: none)
+    'visualize': Default({}, {'n_clips': Default(4, int), 'every': Default(1, Range(int, lo=0))}),
 }

@@ -71,13 +71,16 @@ class Engine:
             the ``config`` / ``config_sp`` / ``script`` saved in every checkpoint).
         epochs: total number of training epochs.
         eval_period: validate every N epochs (and after the last one).
+        clip_grad: max gradient norm before each optimiser step (``optimizer.clip_grad``), or
+            ``None`` for no clipping.
     """
 
     def __init__(self, step: Step, optimizer: Optional[torch.optim.Optimizer],
                  scheduler: Optional[torch.optim.lr_scheduler.LRScheduler], ctx: RunContext, epochs: int,
-                 eval_period: int = 1) -> None:
+                 eval_period: int = 1, clip_grad: Optional[float] = None) -> None:
         self.step, self.optimizer, self.scheduler, self.ctx = step, optimizer, scheduler, ctx
         self.epochs = epochs
+        self.clip_grad = clip_grad  # ``optimizer.clip_grad``: max gradient norm, None = no clipping
         if int(eval_period) < 1:
             raise UserError(f'eval_period must be >= 1, got {eval_period}')
         self.eval_period = int(eval_period)  # validate every N epochs and after the last one
@@ -205,7 +208,7 @@ class Engine:
         """One pass over ``loader`` with optimiser steps. Returns averaged metrics (all ranks)."""
         self._prepare_epoch(loader, epoch)
         self.step.train(True)
-        meter, bad = MetricMeter(), BadVideoTracker()
+        meter, bad, grad_norms = MetricMeter(), BadVideoTracker(), []
         desc, t0 = f'train {epoch + 1}/{self.epochs}', time.time()
         finish = batch_finisher(loader)
         for i, limit, batch, bar in self._batches(loader, desc):
@@ -222,18 +225,35 @@ class Engine:
                     f'checkpoint: {self.last_good()}; lower the learning rate, or use --amp off')
             if self.scaler is not None:
                 self.scaler.scale(out.loss).backward()
+                self._clip_gradients(grad_norms)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
             else:
                 out.loss.backward()
+                self._clip_gradients(grad_norms)
                 self.optimizer.step()
             meter.update(out.metrics, out.n)
             self._log_progress(i, limit, desc, meter, bar, t0)
         stats = meter.reduce(self.ctx.device)
         stats['lr'] = self.optimizer.param_groups[0]['lr']
+        if grad_norms:  # the same on every rank: gradients are all-reduced before clipping
+            stats['grad_norm'] = sum(grad_norms) / len(grad_norms)
         stats['skipped'] = self._check_bad(bad, meter.count, 'train')
         stats['time'] = time.time() - t0
         return stats
+
+    def _clip_gradients(self, grad_norms):
+        """``optimizer.clip_grad``: scale the gradients of the optimiser's parameters to a total
+        L2 norm of at most ``clip_grad`` (fp16 AMP: unscaled first) and append the norm before
+        clipping to ``grad_norms`` (the epoch's ``grad_norm`` is their mean). No-op when off."""
+        if self.clip_grad is None:
+            return
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # GradScaler.step then skips its own unscale
+        params = [p for g in self.optimizer.param_groups for p in g['params']]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.clip_grad).item()
+        if math.isfinite(norm):  # fp16 overflow: the scaler skips this step, nothing to report
+            grad_norms.append(norm)
 
     @torch.no_grad()
     def evaluate(self, loader: Iterable[Batch], tag: str = 'val', epoch: Optional[int] = None) -> dict[str, Any]:

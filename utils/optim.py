@@ -1,4 +1,7 @@
-"""Optimisers, LR schedulers and criteria by name (explicit tables, close-match errors)."""
+"""Optimisers, LR schedulers and criteria by name (explicit tables, close-match errors).
+
+The builders take blocks of a loaded config, defaults filled in (``utils.config.fill_defaults``).
+"""
 from collections.abc import Iterable, Mapping
 from typing import Any, Optional, Union
 
@@ -30,21 +33,20 @@ def build_optimizer(opt_cfg: Mapping[str, Any],
     """``optimizer`` block -> torch optimiser.
 
     Args:
-        opt_cfg: ``{'name': 'SGD', 'args': {...}}``.
+        opt_cfg: ``{'name': 'SGD', 'args': {...}, 'schedule': ...}``.
         params: parameters or a list of parameter-group dicts (each may carry its own lr, ...).
     """
-    return OPTIMIZERS.get(opt_cfg['name'])(params, **(opt_cfg.get('args') or {}))
+    return OPTIMIZERS.get(opt_cfg['name'])(params, **(opt_cfg['args'] or {}))
 
 
 def build_scheduler(opt_cfg: Mapping[str, Any], optimizer: Optimizer) -> Optional[LRScheduler]:
     """``optimizer.schedule`` block -> LR scheduler stepped once per epoch, or ``None``."""
-    sched = opt_cfg.get('schedule')
+    sched = opt_cfg['schedule']
     if not sched:
         return None
-    return SCHEDULERS.get(sched['name'])(optimizer, **(sched.get('args') or {}))
+    return SCHEDULERS.get(sched['name'])(optimizer, **(sched['args'] or {}))
 
 
 def build_criterion(crit_cfg: Optional[Mapping[str, Any]]) -> nn.Module:
     """``criterion`` block -> loss module (torch.nn losses, plus those registered by drl.losses)."""
-    crit_cfg = crit_cfg or {'name': 'CrossEntropyLoss'}
-    return CRITERIA.get(crit_cfg['name'])(**(crit_cfg.get('args') or {}))
+    return CRITERIA.get(crit_cfg['name'])(**(crit_cfg['args'] or {}))

@@ -13,12 +13,21 @@ keys (``--amp``, ``-j``, ``-p``, ``--compile``, ...) are not compared. Then:
   run with the new values (:meth:`utils.engine.Engine.resume`) and writes ``results.json`` anew;
 - ``--debug`` never writes into the folder of a run that was not a debug run (even with
   ``--no-resume`` or ``-e``).
+
+A new command's configs hold the schema's defaults (:func:`utils.config.fill_defaults`); a
+checkpoint written before a key had a default (or before defaults were filled at all) lacks it.
+The recorded configs are therefore filled with today's defaults before the comparison: a key
+the old run left to its default compares equal to the same default now, while a key present on
+one side only because of a block switched on or off (``augment``, ``adversary``, ...) is still a
+difference.
 """
 import os
 
 from core.errors import RunFinished, UserError
 
 from .checkpoint import load_checkpoint
+from .config import fill_defaults
+from .config_schema import CFG_SCHEMA, SP_SCHEMA
 
 # Keys that do not change what a run computes: data locations, loader workers, feature-cache
 # switches, pictures. ``sp.`` marks keys of the DRL scripts' second config.
@@ -60,14 +69,16 @@ def _ignored(key):
 
 
 def saved_identity(ckpt):
-    """What a checkpoint recorded, in the form of :func:`run_identity`. Keys a checkpoint of an
-    older format did not record (``script``, ``seed``, ``debug``, the configs) are absent."""
+    """What a checkpoint recorded, in the form of :func:`run_identity`, its configs completed
+    with the schema's defaults (module docstring). Keys a checkpoint of an older format did not
+    record (``script``, ``seed``, ``debug``, the configs) are absent."""
     ident = {}
     if isinstance(ckpt.get('config'), dict):
-        ident.update((k, v) for k, v in flatten(ckpt['config']).items() if k not in _META)
+        config = fill_defaults(ckpt['config'], CFG_SCHEMA)
+        ident.update((k, v) for k, v in flatten(config).items() if k not in _META)
     ident.update((k, ckpt[k]) for k in _META if ckpt.get(k) is not None)
     if isinstance(ckpt.get('config_sp'), dict):
-        ident.update(flatten(ckpt['config_sp'], 'sp.'))
+        ident.update(flatten(fill_defaults(ckpt['config_sp'], SP_SCHEMA), 'sp.'))
     return {k: v for k, v in ident.items() if not _ignored(k)}
 
 

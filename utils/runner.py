@@ -163,7 +163,7 @@ def setup_run(args: argparse.Namespace, cfg: dict[str, Any], out_dir: str,
     if args.amp != 'off' and device.type == 'cpu':
         log.warning('--amp %s on CPU: correct but usually slower than fp32', args.amp)
     lock, removed = _claim_folder(out_dir, dinfo.is_main)
-    seed = args.seed if args.seed is not None else cfg.get('seed', 0)
+    seed = args.seed if args.seed is not None else cfg['seed']
     script = os.path.basename(sys.argv[0])
     epochs = ((cfg_sp if cfg_sp is not None else cfg).get('optimizer') or {}).get('epochs')
     changed = check_run_folder(out_dir, run_identity(cfg, cfg_sp, script, seed, args.debug), epochs,
@@ -187,10 +187,9 @@ def setup_run(args: argparse.Namespace, cfg: dict[str, Any], out_dir: str,
         writer = SummaryWriter(log_dir=out_dir)
     log.info('command: %s', ' '.join(sys.argv))
     log.info('git %s | device %s | world size %d | output %s', git_sha(), device, dinfo.world_size, out_dir)
-    max_bad = cfg.get('dataset', {}).get('max_bad_fraction', 0.01)
     return RunContext(out_dir=out_dir, device=device, dist=dinfo, seed=seed, amp=args.amp,
-                      print_freq=args.print_freq, debug=args.debug, max_bad_fraction=max_bad,
-                      writer=writer, config=copy.deepcopy(cfg), config_sp=copy.deepcopy(cfg_sp),
+                      print_freq=args.print_freq, debug=args.debug,
+                      max_bad_fraction=cfg['dataset']['max_bad_fraction'], writer=writer, config=copy.deepcopy(cfg), config_sp=copy.deepcopy(cfg_sp),
                       script=script, resume_changed=bool(changed))
 
 
