@@ -20,5 +20,9 @@ class DivergenceError(UserError, FloatingPointError):
     """Training produced a non-finite loss (reported with the last good checkpoint)."""
 
 
+class AnnotationError(UserError, ValueError):
+    """A malformed dataset annotation file: one line ``<file>:<row>: <what> (expected <format>)``."""
+
+
 class RunFinished(Exception):
     """The run folder already holds this run, finished: nothing to do (exit status 0)."""

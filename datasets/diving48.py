@@ -16,8 +16,7 @@ The published code's layout (:func:`datasets.paths.find_layout`) is also accepte
 Class names are the four vocabulary fields joined by spaces. Phase ``all`` (the few-shot
 default) reads train and test together.
 """
-import json
-
+from .annotations import integer, parse_rows
 from .base import VideoRecord
 from .paths import LayoutSpec, require_file
 from .registry import register_family
@@ -27,12 +26,13 @@ PHASES = {'train': 'train', 'test': 'test', 'val': 'test', 'validation': 'test',
 LAYOUTS = {'project': LayoutSpec(('',), ('rgb', 'videos'), root_videos=True),
            'published': LayoutSpec(('anno',), ('rgb', 'video'))}
 MARKERS = ('Diving48_vocab.json',)
+VOCAB_FORMAT = 'a JSON list of class descriptions, e.g. [["Back", "15som", "05Twis", "FREE"], ...]'
+FORMAT = 'a JSON list of {"vid_name": "<name>", "label": <class index>, ...}'
 
 
 def read_vocab(path):
-    with open(path) as f:
-        vocab = json.load(f)
-    return [' '.join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for v in vocab]
+    return parse_rows(path, lambda v: ' '.join(map(str, v)) if isinstance(v, list) else str(v), VOCAB_FORMAT,
+                      form='json')
 
 
 def parse(ann_dir, video_dir, phase):
@@ -44,17 +44,16 @@ def parse(ann_dir, video_dir, phase):
         ``(classes, records)`` with ``vid`` = ``vid_name``.
     """
     classes = read_vocab(require_file(ann_dir, 'Diving48_vocab.json', 'diving48', expects=EXPECTS))
+    def record(e):
+        label, name = integer(e['label'], 'label'), str(e['vid_name'])
+        if not 0 <= label < len(classes):
+            raise ValueError(f'label {label} of {name} is outside the vocabulary (0..{len(classes) - 1})')
+        return VideoRecord(str(video_dir / f'{name}.mp4'), label, name, 'video')
+
     records = []
     for part in (('train', 'test') if phase == 'all' else (phase,)):
         ann = require_file(ann_dir, f'Diving48_V2_{part}.json', 'diving48', expects=EXPECTS)
-        with open(ann) as f:
-            entries = json.load(f)
-        for e in entries:
-            label = int(e['label'])
-            if not 0 <= label < len(classes):
-                raise ValueError(f'{ann}: label {label} of {e["vid_name"]} outside the vocabulary')
-            records.append(VideoRecord(str(video_dir / f"{e['vid_name']}.mp4"), label,
-                                       e['vid_name'], 'video'))
+        records += parse_rows(ann, record, FORMAT, form='json', kind=dict)
     return classes, records
 
 

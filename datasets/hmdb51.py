@@ -14,6 +14,7 @@ files in ``<root>/testTrainMulti_7030_splits/`` or ``<root>/anno/``, the class f
 """
 import pathlib
 
+from .annotations import integer, parse_rows
 from .base import VideoRecord
 from .paths import LayoutSpec
 from .registry import register_family
@@ -26,6 +27,7 @@ MARKERS = ('*_test_split[123].txt',)
 PHASES = {'train': 'train', 'test': 'test', 'val': 'test', 'validation': 'test', 'all': 'all'}
 TAGS = {'train': {'1'}, 'test': {'2'}, 'all': {'0', '1', '2'}}
 SUFFIX = '_test_split{}.txt'
+SPLIT_FORMAT = '"<video>.avi <tag>" per line, tag 0 (unused), 1 (train) or 2 (test)'
 
 
 def split_files(ann_dir, split):
@@ -52,15 +54,14 @@ def parse(ann_dir, video_dir, phase, split=1):
     classes = sorted(files)
     records = []
     for label, cls in enumerate(classes):
-        with open(files[cls]) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) != 2:
-                    continue
-                name, tag = parts
-                if tag in TAGS[phase]:
-                    records.append(VideoRecord(str(video_dir / cls / name), label,
-                                               pathlib.Path(name).stem, 'video'))
+        def record(fields, label=label, cls=cls):
+            name, tag = fields[0], integer(fields[1], 'tag')
+            if tag not in (0, 1, 2):
+                raise ValueError(f'tag {tag} is not 0, 1 or 2')
+            if str(tag) in TAGS[phase]:
+                return VideoRecord(str(video_dir / cls / name), label, pathlib.Path(name).stem, 'video')
+            return None
+        records += parse_rows(files[cls], record, SPLIT_FORMAT, columns=(2, 2))
     return classes, records
 
 

@@ -21,8 +21,9 @@ The published code's layout (:func:`datasets.paths.find_layout`) is also accepte
 
 One folder may serve both names there (point the ``mini_kinetics_200`` root at it too).
 """
-import csv
+import logging
 
+from .annotations import parse_rows
 from .base import VideoRecord
 from .paths import LayoutSpec, first_existing, layout_setting, require_file, resolve_root
 from .registry import register_family
@@ -41,23 +42,31 @@ LAYOUTS = {
                                                   videos_required=False)},
 }
 MARKERS = ('train.csv', 'validate.csv', 'val.csv', 'label_map.txt')
+COLUMNS = ('label', 'youtube_id', 'time_start', 'time_end')
+CSV_FORMAT = 'csv with the header label,youtube_id,time_start,time_end[,split,...] and a row per video'
+LABEL_MAP_FORMAT = 'one class name per line'
+
+log = logging.getLogger(__name__)
 
 
 def read_rows(csv_path):
-    """Rows of a Kinetics csv as dicts (label, youtube_id, time_start, time_end, ...)."""
-    with open(csv_path, newline='') as f:
-        rows = list(csv.DictReader(f))
-    if rows and not {'label', 'youtube_id', 'time_start', 'time_end'} <= set(rows[0]):
-        raise ValueError(f'{csv_path}: expected columns label,youtube_id,time_start,time_end,split')
-    return rows
+    """Rows of a Kinetics csv as dicts (label, youtube_id, time_start, time_end, ...); the
+    times are checked to be numbers."""
+    def row(r):
+        for key in ('time_start', 'time_end'):
+            try:
+                float(r[key])
+            except ValueError:
+                raise ValueError(f'{key} {r[key]!r} is not a number') from None
+        return r
+    return parse_rows(csv_path, row, CSV_FORMAT, form='header-csv', header=COLUMNS)
 
 
 def read_classes(ann_dir):
     """Class names: ``label_map.txt`` if present, else the sorted labels of ``train.csv``."""
     label_map = ann_dir / 'label_map.txt'
     if label_map.is_file():
-        with open(label_map) as f:
-            return [line.strip() for line in f if line.strip()]
+        return parse_rows(label_map, str, LABEL_MAP_FORMAT, form='names')
     train_csv = require_file(ann_dir, 'train.csv', 'kinetics', expects=EXPECTS)
     return sorted({r['label'] for r in read_rows(train_csv)})
 
@@ -84,7 +93,8 @@ def parse(ann_dir, video_root, phase):
     base = first_existing(video_root, SPLIT_DIRS[phase]) or video_root
     label_dirs = {}
     records = []
-    for row in read_rows(csv_path):
+    rows = read_rows(csv_path)
+    for row in rows:
         label = row['label']
         if label not in index:
             continue
@@ -92,6 +102,10 @@ def parse(ann_dir, video_root, phase):
             label_dirs[label] = first_existing(base, (label, label.replace(' ', '_')), 'dir') or base
         vid = video_name(row)
         records.append(VideoRecord(str(label_dirs[label] / f'{vid}.mp4'), index[label], vid, 'video'))
+    if len(records) < len(rows):
+        unknown = next(r['label'] for r in rows if r['label'] not in index)
+        log.warning('%s: %d of %d rows have a label that is not a class (dropped), e.g. %r',
+                    csv_path, len(rows) - len(records), len(rows), unknown)
     return classes, records
 
 

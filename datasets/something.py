@@ -24,9 +24,7 @@ in the official folder (``20bn-something-something-v2/``, ``20bn-something-somet
 Few-shot variants: ``novel`` reads the validation set by default (the authors' protocol),
 ``base`` the training set; see :mod:`datasets.fewshot_splits` for the class subsets.
 """
-import csv
-import json
-
+from .annotations import integer, parse_rows
 from .base import VideoRecord
 from .paths import LayoutSpec, require_file
 from .registry import register_family
@@ -38,6 +36,8 @@ V2_LAYOUTS = {'project': LayoutSpec(('labels', 'annotations', ''), ('20bn-someth
                                      root_videos=True),
               'published': LayoutSpec(('anno',), ('20bn-something-something-v2', 'video'))}
 V2_MARKERS = ('something-something-v2-labels.json',)
+V2_LABELS_FORMAT = 'a JSON object {"<class name>": "<index>", ...}'
+V2_FORMAT = 'a JSON list of {"id": "<id>", "template": "<class with [brackets]>", ...}'
 
 
 def template_class(template):
@@ -55,21 +55,20 @@ def parse_v2(ann_dir, video_dir, phase):
     """
     labels_path = require_file(ann_dir, 'something-something-v2-labels.json', 'something_v2',
                                expects=V2_EXPECTS)
-    with open(labels_path) as f:
-        table = json.load(f)
-    classes = [name for name, _ in sorted(table.items(), key=lambda kv: int(kv[1]))]
-    index = {name.lower(): int(i) for name, i in table.items()}
+    table = parse_rows(labels_path, lambda kv: (kv[0], integer(kv[1], 'class index')), V2_LABELS_FORMAT,
+                       form='json-object')
+    classes = [name for name, _ in sorted(table, key=lambda kv: kv[1])]
+    index = {name.lower(): i for name, i in table}
     ann = require_file(ann_dir, f'something-something-v2-{phase}.json', 'something_v2',
                        expects=V2_EXPECTS)
-    records = []
-    with open(ann) as f:
-        entries = json.load(f)
-    for e in entries:
-        name = template_class(e['template']).lower()
+
+    def record(e):
+        vid, name = str(e['id']), template_class(str(e['template'])).lower()
         if name not in index:
-            raise ValueError(f'{ann}: template {e["template"]!r} of video {e["id"]} is not a class')
-        records.append(VideoRecord(str(video_dir / f"{e['id']}.webm"), index[name], str(e['id']), 'video'))
-    return classes, records
+            raise ValueError(f'template {e["template"]!r} of video {vid} is not a class of {labels_path.name}')
+        return VideoRecord(str(video_dir / f'{vid}.webm'), index[name], vid, 'video')
+
+    return classes, parse_rows(ann, record, V2_FORMAT, form='json', kind=dict)
 
 
 def frames_expects(prefix, frames_dir):
@@ -92,19 +91,17 @@ def parse_frames_csv(ann_dir, base, phase, prefix, frames_dir, dataset):
     """
     expects = frames_expects(prefix, frames_dir)
     labels = require_file(ann_dir, f'{prefix}-labels.csv', dataset, expects=expects)
-    with open(labels) as f:
-        classes = [line.strip() for line in f if line.strip()]
+    classes = parse_rows(labels, str, 'one class name per line', form='names')
     index = {c: i for i, c in enumerate(classes)}
     ann = require_file(ann_dir, f'{prefix}-{phase}.csv', dataset, expects=expects)
-    records = []
-    with open(ann, newline='') as f:
-        for row in csv.reader(f, delimiter=';'):
-            if not row:
-                continue
-            if len(row) != 2 or row[1] not in index:
-                raise ValueError(f'{ann}: line {row!r} is not "<id>;<class in {labels.name}>"')
-            records.append(VideoRecord(str(base / row[0]), index[row[1]], row[0], 'frames'))
-    return classes, records
+
+    def record(row):
+        if row[1] not in index:
+            raise ValueError(f'class {row[1]!r} is not in {labels.name}')
+        return VideoRecord(str(base / row[0]), index[row[1]], row[0], 'frames')
+
+    return classes, parse_rows(ann, record, f'"<id>;<class in {labels.name}>" per line', form='csv', sep=';',
+                               columns=(2, 2))
 
 
 def register_frames_family(family, prefix, frames_dir):

@@ -16,6 +16,7 @@ The label comes from the class folder of each listed path (case-insensitive matc
 """
 import pathlib
 
+from .annotations import integer, parse_rows
 from .base import VideoRecord
 from .paths import LayoutSpec, require_file
 from .registry import register_family
@@ -26,6 +27,9 @@ LAYOUTS = {'project': LayoutSpec(('ucfTrainTestlist', ''), ('UCF-101', 'UCF101',
            'published': LayoutSpec(('anno', 'ucfTrainTestlist'), ('data', 'video'))}
 MARKERS = ('classInd.txt',)
 PHASES = {'train': 'train', 'test': 'test', 'val': 'test', 'validation': 'test'}
+CLASSIND_FORMAT = '"<index> <ClassName>" per line, index from 1'
+LIST_FORMAT = {'train': '"<ClassName>/<video>.avi <index>" per line',
+               'test': '"<ClassName>/<video>.avi" per line'}
 
 
 def split_number(value):
@@ -38,12 +42,7 @@ def split_number(value):
 
 def read_class_index(path):
     """``classInd.txt`` -> class names ordered by their 1-based index."""
-    pairs = []
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                idx, name = line.split()
-                pairs.append((int(idx), name))
+    pairs = parse_rows(path, lambda f: (integer(f[0], 'index'), f[1]), CLASSIND_FORMAT, columns=(2, 2))
     return [name for _, name in sorted(pairs)]
 
 
@@ -58,18 +57,18 @@ def parse(ann_dir, video_dir, phase, split=1):
     classes = read_class_index(require_file(ann_dir, 'classInd.txt', 'ucf101', expects=EXPECTS))
     lower = {c.lower(): i for i, c in enumerate(classes)}
     listing = require_file(ann_dir, f'{phase}list{split:02d}.txt', 'ucf101', expects=EXPECTS)
-    records = []
-    with open(listing) as f:
-        for line in f:
-            parts = line.split()
-            if not parts:
-                continue
-            rel = parts[0]
-            cls = rel.split('/')[0].lower()
-            if cls not in lower:
-                raise ValueError(f'{listing}: class folder of {rel!r} is not in classInd.txt')
-            records.append(VideoRecord(str(video_dir / rel), lower[cls], pathlib.Path(rel).stem, 'video'))
-    return classes, records
+
+    def record(fields):
+        rel = fields[0]
+        if len(fields) > 1:
+            integer(fields[1], 'class index')
+        cls = rel.split('/')[0].lower()
+        if cls not in lower:
+            raise ValueError(f'class folder {rel.split("/")[0]!r} of {rel!r} is not in classInd.txt')
+        return VideoRecord(str(video_dir / rel), lower[cls], pathlib.Path(rel).stem, 'video')
+
+    columns = (2, 2) if phase == 'train' else (1, 2)
+    return classes, parse_rows(listing, record, LIST_FORMAT[phase], columns=columns)
 
 
 def read(cfg, layout, phase, clip_args):

@@ -23,6 +23,7 @@ import pathlib
 
 import numpy as np
 
+from ..annotations import integer, parse_rows
 from ..base import VideoRecord
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -50,13 +51,8 @@ def derive_base(n_classes, n_base, seed=SEED):
 
 def read_class_ids(path):
     """Class ids from a text file: one int per line, blank lines and ``#`` comments ignored."""
-    ids = []
-    with open(path) as f:
-        for line in f:
-            line = line.split('#', 1)[0].strip()
-            if line:
-                ids.append(int(line))
-    return ids
+    return parse_rows(path, lambda line: integer(line, 'class id'),
+                      'one class id (an integer) per line, # comments allowed', form='names', comment='#')
 
 
 def shipped_path(family, n_base):
