@@ -44,6 +44,7 @@ def parse(ann_dir, video_dir, phase):
         ``(classes, records)`` with ``vid`` = ``vid_name``.
     """
     classes = read_vocab(require_file(ann_dir, 'Diving48_vocab.json', 'diving48', expects=EXPECTS))
+
     def record(e):
         label, name = integer(e['label'], 'label'), str(e['vid_name'])
         if not 0 <= label < len(classes):

@@ -22,6 +22,7 @@ The published code's layout (:func:`datasets.paths.find_layout`) is also accepte
 One folder may serve both names there (point the ``mini_kinetics_200`` root at it too).
 """
 import logging
+import math
 
 from .annotations import parse_rows
 from .base import VideoRecord
@@ -55,10 +56,13 @@ def read_rows(csv_path):
     def row(r):
         for key in ('time_start', 'time_end'):
             try:
-                float(r[key])
+                ok = math.isfinite(float(r[key]))
             except ValueError:
-                raise ValueError(f'{key} {r[key]!r} is not a number') from None
+                ok = False
+            if not ok:
+                raise ValueError(f'{key} {r[key]!r} is not a number')
         return r
+
     return parse_rows(csv_path, row, CSV_FORMAT, form='header-csv', header=COLUMNS)
 
 
