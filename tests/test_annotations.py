@@ -146,7 +146,8 @@ def replaced(path, content):
 def check_message(err, path, where):
     msg = str(err)
     assert isinstance(err, AnnotationError) and isinstance(err, UserError)
-    assert '\n' not in msg and path.name in msg and where in msg and '(expected ' in msg, msg
+    at = where if where.startswith(':') else f': {where}:'   # <file>:<line>: or <file>: entry <n>:
+    assert '\n' not in msg and msg.startswith(f'{path}{at}') and '(expected ' in msg, msg
     return msg
 
 
