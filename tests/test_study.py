@@ -118,3 +118,21 @@ def test_penalty_probe_step_and_restore():
 
     r = probe_batch(FirstFrame(), x, x_s, y, lr=1e-2)
     assert r['kl'] == pytest.approx(0, abs=1e-7) and r['actual'] == pytest.approx(0, abs=1e-7)
+
+
+@pytest.mark.parametrize('drl', [None, 'freeze', 'shuffle', 'fgsm', 'pgd'])
+def test_demo_and_study_graphs_name_existing_configs(tmp_path, drl):
+    """Every command of `make demo` (each --drl) and of `make study` names a script and config
+    files that exist (a model dropped from the study must not break the demo)."""
+    from tools import demo, study
+    graphs = [demo.build(str(tmp_path / 'demo'), drl=drl)[0]]
+    if drl is None:
+        graphs.append(study.build([0, 1, 2], str(tmp_path / 'study'), True, 2, lambda m: None,
+                                  str(tmp_path / 'page.md'))[0])
+    for g in graphs:
+        assert g.items
+        for job in g.items.values():
+            assert os.path.isfile(os.path.join(ROOT, job.cmd[0])), job.cmd
+            for arg in job.cmd[1:]:
+                if arg.endswith('.yaml'):
+                    assert os.path.isfile(os.path.join(ROOT, arg)), (job.key, arg)
