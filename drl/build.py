@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
 
@@ -18,7 +19,7 @@ from datasets import VideoDataset, build_dataset
 from models import build_model
 from utils.build import build_loader, default_workers, prepare_model, to_memory_format
 from utils.checkpoint import load_pretrained, read_weights, unwrap
-from utils.config import fill_defaults, load_config, load_sp_config
+from utils.config import check_drl_config_order, fill_defaults, load_config, load_sp_config
 from utils.config_schema import IMAGENET_MEAN, IMAGENET_STD, SP_SCHEMA
 from utils.engine import Engine
 from utils.optim import build_optimizer, build_scheduler
@@ -169,6 +170,7 @@ def run_drl(args: argparse.Namespace, build_step: BuildStep) -> None:
             ``trained_models()`` (``state_dict``: ``f``, ``state_dict_sp``: ``g``), the final
             test loads ``model_best`` when ``test_with_best()`` says so.
     """
+    check_drl_config_order(args.config, args.sp_config, os.path.basename(sys.argv[0]) or 'main-drl.py')
     cfg = apply_batch_flags(load_config(args.config, args.overrides), args)
     cfg_sp = load_sp_config(args.sp_config, args.overrides)
     if args.seed is None and cfg_sp['seed'] is not None:

@@ -239,3 +239,17 @@ def test_cli_bad_value_exits_2_with_one_line(tmp_path, extra, words):
     assert all(w in lines[0] for w in words), lines[0]
     assert 'configs/scenemotion/res3d18.yaml' in lines[0]
     assert not (out / 'results.json').exists()
+
+
+@pytest.mark.parametrize('script', ['main-drl.py', 'main-drl-dir.py'])
+def test_drl_configs_swapped_are_named_as_swapped(tmp_path, script):
+    """The DRL config given first is reported as a swap of the two configs, not as an unknown
+    key of the wrong file."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, script, 'configs/drl/scenemotion-fgsm.yaml', 'configs/scenemotion/res3d18.yaml',
+                        '--output-dir', str(tmp_path / 'run')], cwd=root, capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2, r.stderr
+    assert len(lines) == 1 and lines[0].startswith('error:') and 'swap them' in lines[0], r.stderr
+    assert 'configs/drl/scenemotion-fgsm.yaml is a DRL config' in lines[0]
+    assert not (tmp_path / 'run').exists()

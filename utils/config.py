@@ -350,6 +350,19 @@ def load_config(path, overrides=(), schema=None, prefix=''):
     return cfg
 
 
+def check_drl_config_order(path, sp_path, script='main-drl.py'):
+    """The DRL scripts take the video model's config first and the DRL config second: a swap
+    is named as such (not as an unknown key of the wrong file)."""
+    first, second = load_yaml_stack(path), load_yaml_stack(sp_path)
+    drl_only = ('adversary', 'sp_pretrain', 'freeze_sp', 'shuffle', 'criterion_feat', 'visualize')
+    if 'dataset' in second and 'dataset' not in first and any(k in first for k in drl_only + ('optimizer',)):
+        raise ConfigError(f'{script} takes the video model\'s config first and the DRL config second: '
+                          f'{path} is a DRL config and {sp_path} a video model config; swap them')
+    if 'dataset' in second:
+        raise ConfigError(f'{sp_path}: the second config of {script} is a DRL config (spatial model, '
+                          f'adversary, criterion); this one has a dataset block (a video model config?)')
+
+
 def load_sp_config(path, overrides=()):
     """The DRL scripts' second config (its own namespace, overridden with ``sp.`` keys)."""
     return load_config(path, overrides, schema=SP_SCHEMA, prefix='sp.')
