@@ -258,7 +258,7 @@ class DRLAugStep(_DRLStep):
         eps = getattr(self.attack, 'eps', 1.0)
         grid = report.adversarial_grid(x, x_adv, mean, std, eps, n_clips=self.visualize['n_clips'])
         path = os.path.join(self.ctx.out_dir, 'adversarial', f'epoch_{self.epoch:03d}.png')
-        report.save_image(grid, path, title=f'clean | perturbed | perturbation (x{0.5 / eps:.0f}), '
+        report.save_image(grid, path, title=f'clean | perturbed | perturbation (x{0.5 / max(eps, 1e-12):.0f}), '
                                             f'epoch {self.epoch}')
         if self.ctx.writer is not None:
             self.ctx.writer.add_image('adversarial_examples', grid, self.epoch)

@@ -64,6 +64,11 @@ SWEEP = {
     'baseline bias=0.5': ('main.py', [R3D, 'dataset.scenemotion.bias=0.5'], '3d', None),
     'bias=0.5 + dir-freeze': ('main-drl-dir.py', [R3D, 'configs/drl/kd0.5-freeze.yaml',
                                                   'dataset.scenemotion.bias=0.5'], '3d', 'baseline bias=0.5'),
+    # the control of the attacks: eps 0 leaves the clip as it is, and DRL-aug's video-model loss,
+    # the mean of the clean and adversarial cross-entropies, becomes the clean one: the same 25
+    # epochs of training (schedule, data order) without the attack
+    'fgsm eps=0': ('main-drl.py', [R3D, 'configs/drl/scenemotion-fgsm.yaml', 'sp.adversary.args.eps=0'],
+                   '3d', 'resnet3d'),
     'fgsm eps=0.1': ('main-drl.py', [R3D, 'configs/drl/scenemotion-fgsm.yaml', 'sp.adversary.args.eps=0.1'],
                      '3d', 'resnet3d'),
     'fgsm eps=0.3': ('main-drl.py', [R3D, 'configs/drl/scenemotion-fgsm.yaml', 'sp.adversary.args.eps=0.3'],
@@ -132,7 +137,7 @@ def build(seeds, out, sweep, jobs, log, page):
     def add_sweep(attacks):
         for name, spec in SWEEP.items():
             if sweep and is_attack(name) == attacks:
-                extra = ('penalty',) if 'dir' in name else ()
+                extra = ('penalty',) if 'dir' in name else ('probe', 'finetune', 'fewshot') if name == 'fgsm eps=0' else ()
                 paths[('sweep', name, seeds[0])] = add_model(g, name, spec, seeds[0], out,
                                                              ('score', 'temporality', *extra))
 
