@@ -136,3 +136,18 @@ def test_demo_and_study_graphs_name_existing_configs(tmp_path, drl):
             for arg in job.cmd[1:]:
                 if arg.endswith('.yaml'):
                     assert os.path.isfile(os.path.join(ROOT, arg)), (job.key, arg)
+
+
+def test_weight_distance(tmp_path, capsys):
+    """The distance is the L2 norm of the weight difference, running statistics left out."""
+    import torch
+
+    from tools import weight_distance
+    from utils.checkpoint import save_checkpoint
+    a = {'conv.weight': torch.zeros(2, 3), 'bn.running_mean': torch.zeros(2), 'bn.num_batches_tracked': torch.tensor(1)}
+    b = {'conv.weight': torch.full((2, 3), 2.0), 'bn.running_mean': torch.full((2,), 9.0),
+         'bn.num_batches_tracked': torch.tensor(5)}
+    save_checkpoint({'state_dict': a}, str(tmp_path / 'a.pth.tar'))
+    save_checkpoint({'state_dict': {f'module.{k}': v for k, v in b.items()}}, str(tmp_path / 'b.pth.tar'))
+    assert weight_distance.main([str(tmp_path / 'a.pth.tar'), str(tmp_path / 'b.pth.tar')]) == 0
+    assert capsys.readouterr().out.startswith(f'{(6 * 4.0) ** 0.5:.4f}  ')
