@@ -68,12 +68,13 @@ class BadVideoTracker:
                 self.files.append(err)
 
     def check(self, n_seen, max_fraction=0.01):
-        """Raise ``RuntimeError`` listing the files if ``count / n_seen > max_fraction``."""
+        """Raise ``RuntimeError`` (one line, the first files named) if ``count / n_seen > max_fraction``."""
         if self.count and self.count > max_fraction * max(1, n_seen):
-            lines = '\n  '.join(self.files)
+            more = len(self.files) - 3
+            named = '; '.join(self.files[:3]) + (f' (+{more} more)' if more > 0 else '')
             raise RuntimeError(
                 f'{self.count} of {n_seen} videos could not be decoded '
-                f'(> dataset.max_bad_fraction={max_fraction}); fix or remove them:\n  {lines}')
+                f'(> dataset.max_bad_fraction={max_fraction}): {named}; fix or remove them')
 
     def summary(self):
         return f'bad videos: {self.count}' + (f' (e.g. {self.files[0]})' if self.files else '')

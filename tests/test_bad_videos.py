@@ -102,6 +102,31 @@ def test_tracker_raises_above_fraction(tree):
     with pytest.raises(RuntimeError) as e:
         tr.check(n_seen=100, max_fraction=0.01)
     assert tree['corrupt'] in str(e.value) and tree['audio'] in str(e.value)
+    assert '\n' not in str(e.value)  # one line (the engine adds where the full list is)
     tr.update(video_collate([ds[2]])['skipped'])  # the same file again counts once
     assert tr.count == 2
     assert BadVideoTracker().summary() == 'bad videos: 0'
+
+
+def test_engine_stop_is_one_line_and_lists_every_file(tmp_path):
+    """Above ``max_bad_fraction`` the engine stops with a one-line user error naming the first
+    files and a file in the run folder that lists all of them."""
+    from core.errors import UserError
+    from utils.dist import DistInfo
+    from utils.engine import Engine
+    from utils.runner import RunContext
+
+    class Idle:  # the engine only needs a step to be constructed; _check_bad never calls it
+        modules = {}
+
+    ctx = RunContext(out_dir=str(tmp_path), device=torch.device('cpu'), dist=DistInfo(), max_bad_fraction=0.01)
+    engine = Engine(Idle(), None, None, ctx, epochs=1)
+    tracker = BadVideoTracker()
+    files = [f'/data/v{i}.mp4: cannot decode' for i in range(7)]
+    tracker.update(files)
+    with pytest.raises(UserError) as e:
+        engine._check_bad(tracker, n_good=10, tag='test/frozen')
+    msg = str(e.value)
+    assert '\n' not in msg and '7 of 17 videos could not be decoded' in msg and '(+4 more)' in msg
+    listed = tmp_path / 'bad_videos_test_frozen.txt'
+    assert str(listed) in msg and listed.read_text().splitlines() == files

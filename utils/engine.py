@@ -306,7 +306,11 @@ class Engine:
             try:
                 tracker.check(n_seen, self.ctx.max_bad_fraction)
             except RuntimeError as e:  # the policy's stop is a user-facing error, not a crash
-                raise UserError(str(e)) from None
+                listed = os.path.join(self.ctx.out_dir, f"bad_videos_{tag.replace('/', '_')}.txt")
+                if self.ctx.is_main:
+                    with open(listed, 'w') as f:
+                        f.write(''.join(p + '\n' for p in files))
+                raise UserError(f'{e} (all {len(files)} listed in {listed})') from None
         return len(files)
 
     # ---------------------------------------------------------------- orchestration
