@@ -103,12 +103,7 @@ CASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _no_user_roots(monkeypatch, tmp_path):
-    for k in list(os.environ):
-        if k.startswith('DRL_'):
-            monkeypatch.delenv(k)
-    monkeypatch.setenv('DRL_PATHS_FILE', str(tmp_path / 'no-paths.yaml'))
+pytestmark = pytest.mark.usefixtures('no_user_roots')  # tests/conftest.py
 
 
 @pytest.fixture(scope='module')

@@ -19,13 +19,7 @@ TRANSFORM = {'resize': 32, 'crop': 28, 'hflip': True, 'color_jitter': [0.2, 0.2,
              'normalize': {'mean': [0.5, 0.5, 0.5], 'std': [0.25, 0.25, 0.25]}}
 
 
-@pytest.fixture(autouse=True)
-def _no_user_roots(monkeypatch, tmp_path):
-    """Tests never see the developer's own data roots or paths file."""
-    for k in list(os.environ):
-        if k.startswith('DRL_'):
-            monkeypatch.delenv(k)
-    monkeypatch.setenv('DRL_PATHS_FILE', str(tmp_path / 'no-paths.yaml'))
+pytestmark = pytest.mark.usefixtures('no_user_roots')  # tests/conftest.py
 
 
 def cfg_for(name, root, splits=None, **extra):
