@@ -128,7 +128,7 @@ def test_demo_and_study_graphs_name_existing_configs(tmp_path, drl):
     graphs = [demo.build(str(tmp_path / 'demo'), drl=drl)[0]]
     if drl is None:
         graphs.append(study.build([0, 1, 2], str(tmp_path / 'study'), True, 2, lambda m: None,
-                                  str(tmp_path / 'page.md'))[0])
+                                  str(tmp_path / 'page.md'), extra=True)[0])
     for g in graphs:
         assert g.items
         for job in g.items.values():
