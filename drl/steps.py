@@ -207,9 +207,11 @@ class DRLAugStep(_DRLStep):
         if mode and self.freeze_bn:
             set_bn_eval(self.f)
         self.g.train(mode and not self.freeze_sp)
-        if mode:
-            self.epoch += 1
-            self._vis_due = self.visualize['every'] > 0 and (self.epoch - 1) % self.visualize['every'] == 0
+
+    def set_epoch(self, epoch: int) -> None:
+        # from the engine, so that a resumed run names its pictures by the true epoch
+        self.epoch = epoch + 1
+        self._vis_due = self.visualize['every'] > 0 and epoch % self.visualize['every'] == 0
 
     def train_step(self, batch: Batch) -> StepOutput:
         x, y = batch['video'], batch['label']

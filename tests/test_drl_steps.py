@@ -67,6 +67,19 @@ def test_scoring_leaves_video_model_bit_for_bit_unchanged(tmp_path):
     assert (tmp_path / 'dynamic_score_per_class.png').is_file()
 
 
+def test_resumed_drl_aug_run_names_its_pictures_by_the_true_epoch(tmp_path):
+    """A run resumed at epoch 2 of 3 writes epoch_003.png (it wrote epoch_001.png, overwriting
+    the first epoch's picture, when the step counted its own epochs)."""
+    f, g = _models()
+    attack = FGSM(eps=0.03, iters=1, scale=[0.229, 0.224, 0.225], dim=2)
+    step = DRLAugStep(f, g, KDLoss(), attack=attack, ctx=_ctx(tmp_path), norm=([0.45] * 3, [0.225] * 3))
+    optimizer, scheduler = build_drl_optimizer(_cfg_sp(), f=f, g=g)
+    engine = Engine(step, optimizer, scheduler, _ctx(tmp_path), epochs=3)
+    engine.start_epoch = 2
+    engine.fit(_batches(1))
+    assert sorted(p.name for p in (tmp_path / 'adversarial').iterdir()) == ['epoch_003.png']
+
+
 def test_drl_aug_step_updates_both_groups_with_their_lrs(tmp_path):
     f, g = _models()
     lr_sp, lr = 0.01, 0.2
@@ -75,6 +88,7 @@ def test_drl_aug_step_updates_both_groups_with_their_lrs(tmp_path):
                       norm=([0.45] * 3, [0.225] * 3))
     optimizer, _ = build_drl_optimizer(_cfg_sp(lr_sp, lr), f=f, g=g)
     assert [grp['lr'] for grp in optimizer.param_groups] == [lr_sp, lr]
+    step.set_epoch(0)
     step.train(True)
     out = step.train_step(_batches(1)[0])
     assert {'loss_adv', 'loss_clean', 'loss_sp', 'Acc@1', 'Acc@1_sp'} <= set(out.metrics)

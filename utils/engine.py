@@ -200,7 +200,7 @@ class Engine:
     def _prepare_epoch(self, loader, epoch):
         # per-epoch seeds make a resumed run identical to an uninterrupted one
         torch.manual_seed(self.ctx.seed + 1000 * epoch + self.ctx.dist.rank)
-        for obj in (getattr(loader, 'sampler', None), getattr(loader, 'dataset', None)):
+        for obj in (getattr(loader, 'sampler', None), getattr(loader, 'dataset', None), self.step):
             if obj is not None and hasattr(obj, 'set_epoch'):
                 obj.set_epoch(epoch)
 

@@ -61,6 +61,11 @@ class Step(abc.ABC):
         for m in self.modules.values():
             m.train(mode)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the engine before training epoch ``epoch`` (0-based; also after a resume,
+        with the epoch the run resumes at). Default: nothing."""
+        return None
+
     @abc.abstractmethod
     def train_step(self, batch: Batch) -> StepOutput:
         """One training batch -> :class:`StepOutput` with ``loss`` (the engine zeroes the
