@@ -12,11 +12,11 @@ import logging
 
 from core.errors import UserError
 from drl.build import build_spatial_model, load_video_model, run_drl
-from drl.losses import build_criterion
 from drl.steps import DRLDirStep
-from utils.args import base_parser
-from utils.build import prepare_model
-from utils.runner import run_entry
+from engine.args import base_parser
+from engine.build import prepare_model
+from engine.optim import build_criterion
+from engine.runner import run_entry
 
 log = logging.getLogger('drl')
 
@@ -36,7 +36,7 @@ def build_step(cfg, cfg_sp, ctx, args, classes):
                         'freeze_sp is not supported here')
     crit = cfg_sp['criterion']
     # per-sample values: the penalty may be weighted per sample (criterion.scale)
-    criterion = build_criterion(crit['name'], **dict(crit['args'] or {}, reduction='none'))
+    criterion = build_criterion(crit, reduction='none')
     static = 'spatial model (gradient reversal)' if g is not None else \
         ('shuffled clips' if cfg_sp['shuffle'] else 'frozen clips')
     log.info('static input: %s; lambda %s; scale %s', static, crit['lambda'], crit['scale'])

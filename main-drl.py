@@ -13,11 +13,11 @@ import logging
 from core.errors import UserError
 from drl.attacks import build_attack
 from drl.build import build_spatial_model, load_video_model, normalisation, run_drl
-from drl.losses import build_criterion
 from drl.steps import DRLAugStep, FeatureLoss
-from utils.args import base_parser
-from utils.build import prepare_model
-from utils.runner import run_entry
+from engine.args import base_parser
+from engine.build import prepare_model
+from engine.optim import build_criterion
+from engine.runner import run_entry
 
 log = logging.getLogger('drl')
 
@@ -45,7 +45,7 @@ def build_step(cfg, cfg_sp, ctx, args, classes):
     crit = cfg_sp['criterion']
     attack = build_attack(adversary['name'], **(adversary.get('args') or {})) if adversary else None
     log.info('mode: %s; attack: %s', 'dynamic scoring' if scoring else 'adversarial augmentation', attack)
-    return DRLAugStep(f, g, build_criterion(crit['name'], **(crit['args'] or {})), attack=attack,
+    return DRLAugStep(f, g, build_criterion(crit), attack=attack,
                       freeze_bn=cfg['model']['freeze_bn'],
                       freeze_sp=cfg_sp['freeze_sp'], feat_loss=feat_loss, ctx=ctx,
                       classes=classes, visualize=cfg_sp['visualize'], norm=normalisation(cfg))

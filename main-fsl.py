@@ -10,9 +10,9 @@ are encoded once, and every episode's ``model_fs`` head is fitted and scored (al
 Writes ``episodes.csv`` (per-episode accuracy) and ``results.json`` (``Acc@1``, ``ci95``,
 ``episodes``) in the run folder.
 """
+from engine.args import base_parser
+from engine.runner import run_entry
 from fewshot.run import main
-from utils.args import base_parser
-from utils.runner import run_entry
 
 
 def get_args_parser():

@@ -8,16 +8,16 @@
 import logging
 import os
 
+from core.config import check_overrides_prefixes, load_config
 from core.errors import UserError
-from datasets.batch_mix import build_batch_mix
+from debias.batch_mix import build_batch_mix
+from engine.args import base_parser
+from engine.build import build_loader, default_workers, prepare_model
+from engine.checkpoint import load_pretrained
+from engine.engine import Engine
+from engine.optim import build_criterion, build_optimizer, build_scheduler
+from engine.runner import apply_batch_flags, default_output_dir, run_entry, setup_run
 from supervised.step import ClassifierStep
-from utils.args import base_parser
-from utils.build import build_loader, default_workers, prepare_model
-from utils.checkpoint import load_pretrained
-from utils.config import check_overrides_prefixes, load_config
-from utils.engine import Engine
-from utils.optim import build_criterion, build_optimizer, build_scheduler
-from utils.runner import apply_batch_flags, default_output_dir, run_entry, setup_run
 
 log = logging.getLogger('drl')
 

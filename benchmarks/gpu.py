@@ -53,12 +53,12 @@ from datasets.device_augment import pack_params  # noqa: E402
 from datasets.transforms import build_transform, jitter_params  # noqa: E402
 from drl.attacks import FGSM  # noqa: E402
 from drl.build import build_drl_optimizer  # noqa: E402
-from drl.losses import KDLoss  # noqa: E402
 from drl.steps import DRLAugStep  # noqa: E402
+from engine.build import to_memory_format  # noqa: E402
+from engine.engine import to_device  # noqa: E402
+from engine.losses import KDLoss  # noqa: E402
 from models import build_model  # noqa: E402
 from supervised.step import ClassifierStep  # noqa: E402
-from utils.build import to_memory_format  # noqa: E402
-from utils.engine import to_device  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_step import time_step  # noqa: E402  (same timing loop as the CPU benchmark)

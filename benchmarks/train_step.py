@@ -64,11 +64,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from drl.attacks import FGSM, PGD, eval_mode, fuse_conv_bn
 from drl.build import build_drl_optimizer
-from drl.losses import KDLoss
 from drl.steps import DRLAugStep, DRLDirStep
+from engine.build import to_memory_format
+from engine.losses import KDLoss
 from models import build_model
 from supervised.step import ClassifierStep
-from utils.build import to_memory_format
 
 WORKLOADS = ('baseline', 'drl-fgsm', 'drl-pgd', 'drl-dir')
 STD = [0.229, 0.224, 0.225]
@@ -171,7 +171,7 @@ class Published:
 
 # ---------------------------------------------------------------- this project's step
 class Ours:
-    """The entry scripts' step object for ``workload``, driven as ``utils.engine`` drives it."""
+    """The entry scripts' step object for ``workload``, driven as ``engine.engine`` drives it."""
 
     def __init__(self, workload, f, g, amp='off', fuse_bn=True, attack_args=None):
         self.workload, self.f, self.g, self.amp = workload, f, g, amp
@@ -241,7 +241,7 @@ PLAIN = {'channels_last': False, 'sp_channels_last': False, 'fuse_bn': False}
 def make_ours(workload, f0, g0, amp='off', channels_last=False, sp_channels_last=True, fuse_bn=True):
     """Our step on copies of ``f0`` / ``g0``, with the given layout / fusion speed-ups."""
     f, g = copy.deepcopy(f0), copy.deepcopy(g0)
-    if channels_last:                 # the scripts' --channels-last flag (utils.build.prepare_model)
+    if channels_last:                 # the scripts' --channels-last flag (engine.build.prepare_model)
         to_memory_format(f)
     if g is not None and (sp_channels_last or channels_last):
         to_memory_format(g)           # drl.build always lays the spatial model out channels-last

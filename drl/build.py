@@ -14,17 +14,17 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
+from core.config import check_drl_config_order, fill_defaults, load_config, load_sp_config
+from core.config_schema import IMAGENET_MEAN, IMAGENET_STD, SP_SCHEMA
 from core.errors import UserError
 from datasets import VideoDataset, build_dataset
+from engine.build import build_loader, default_workers, prepare_model, to_memory_format
+from engine.checkpoint import load_pretrained, read_weights, unwrap
+from engine.engine import Engine
+from engine.optim import build_optimizer, build_scheduler
+from engine.runner import RunContext, apply_batch_flags, config_run_name, setup_run
+from engine.step import Step
 from models import build_model
-from utils.build import build_loader, default_workers, prepare_model, to_memory_format
-from utils.checkpoint import load_pretrained, read_weights, unwrap
-from utils.config import check_drl_config_order, fill_defaults, load_config, load_sp_config
-from utils.config_schema import IMAGENET_MEAN, IMAGENET_STD, SP_SCHEMA
-from utils.engine import Engine
-from utils.optim import build_optimizer, build_scheduler
-from utils.runner import RunContext, apply_batch_flags, config_run_name, setup_run
-from utils.step import Step
 
 log = logging.getLogger('drl')
 

@@ -17,7 +17,7 @@ CLASS_COLUMNS = ('class', 'name', 'n', 'Acc@1', 'Acc@1_sp', 'agreement', 'dynami
 
 
 def write_class_csv(rows, class_names, path):
-    """One row per class (the dicts of :func:`drl.metrics.per_class_scores`); empty cells for
+    """One row per class (the dicts of :func:`measure.dynamic.per_class_scores`); empty cells for
     classes absent from the split."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, 'w', newline='') as f:

@@ -7,7 +7,7 @@
   prediction (frozen / shuffled clips through ``f``, or ``g`` behind a gradient-reversal layer).
 
 Both record ``logits`` / ``logits_sp`` / ``labels`` on evaluation; ``summarize`` turns them into
-the dynamic score (``drl.metrics``) and, on the final test, per-class scores; ``report`` (called by
+the dynamic score (``measure.dynamic``) and, on the final test, per-class scores; ``report`` (called by
 the engine on rank 0) writes the per-class CSV and chart of the final test.
 Tensors: ``x`` is ``B × K × C × T × H × W``, logits ``B × n_class``, labels ``B``.
 """
@@ -22,18 +22,18 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from utils.checkpoint import unwrap
-from utils.engine import accuracy, set_bn_eval
-from utils.step import Batch, Records, Step, StepOutput
+from engine.checkpoint import unwrap
+from engine.engine import accuracy, set_bn_eval
+from engine.optim import build_criterion
+from engine.step import Batch, Records, Step, StepOutput
+from measure.dynamic import agreement, dynamic_scores, per_class_scores
 
 from . import report
 from .grl import grad_reverse
-from .losses import build_criterion
-from .metrics import agreement, dynamic_scores, per_class_scores
 from .static import freeze_frames, shuffle_frames
 
 if TYPE_CHECKING:
-    from utils.runner import RunContext
+    from engine.runner import RunContext
 
     from .attacks import _Attack
 
@@ -104,7 +104,7 @@ class FeatureLoss:
     def __init__(self, cfg: Mapping[str, Any]) -> None:
         self.keys = list(cfg['keys'] or [])
         self.weight = float(cfg['weight'])
-        self.criterion = build_criterion(cfg['name'], **(cfg['args'] or {}))
+        self.criterion = build_criterion(cfg)
 
     def __call__(self, feats_sp: Mapping[str, torch.Tensor], feats: Mapping[str, torch.Tensor]) -> torch.Tensor:
         total = 0.0

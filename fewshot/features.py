@@ -17,9 +17,9 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from datasets.collate import video_collate
-from utils import dist as dist_utils
-from utils.checkpoint import load_checkpoint, save_checkpoint, unwrap
-from utils.engine import batch_finisher
+from engine import dist as dist_utils
+from engine.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from engine.engine import batch_finisher
 
 log = logging.getLogger('drl')
 

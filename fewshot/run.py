@@ -15,17 +15,17 @@ import time
 
 import torch
 
+from core.config import check_overrides_prefixes, load_config
 from core.errors import UserError
 from datasets import build_dataset
 from datasets.episodes import EpisodeSampler
+from engine.build import build_loader, default_workers, prepare_model
+from engine.checkpoint import save_json, unwrap
+from engine.engine import Engine
+from engine.optim import build_criterion, build_optimizer, build_scheduler
+from engine.runner import apply_batch_flags, default_output_dir, setup_run
 from models import build_model
 from supervised.step import ClassifierStep
-from utils.build import build_loader, default_workers, prepare_model
-from utils.checkpoint import save_json, unwrap
-from utils.config import check_overrides_prefixes, load_config
-from utils.engine import Engine
-from utils.optim import build_criterion, build_optimizer, build_scheduler
-from utils.runner import apply_batch_flags, default_output_dir, setup_run
 
 from .features import cache_key, cached_features
 from .fit import evaluate_episodes, summarize_accuracies

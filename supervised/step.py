@@ -4,17 +4,14 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from utils.engine import accuracy, set_bn_eval
-from utils.step import Batch, Records, Step, StepOutput
-
-if TYPE_CHECKING:
-    from datasets.batch_mix import BatchMix
+from engine.engine import accuracy, set_bn_eval
+from engine.step import Batch, Records, Step, StepOutput
 
 
 def per_class_accuracy(logits: torch.Tensor, labels: torch.Tensor,
@@ -64,14 +61,14 @@ class ClassifierStep(Step):
         predictions_to: ``(csv_path, vids)``: after the final test, write one row per video
             (id, label, prediction, its probability) there (:meth:`report`, rank 0);
             ``vids[i]`` names dataset index ``i``.
-        augment: a :class:`datasets.batch_mix.BatchMix` applied to training batches, or ``None``.
+        augment: a :class:`debias.batch_mix.BatchMix` applied to training batches, or ``None``.
         linear_probe: only the head is trained; the backbone stays in eval mode (frozen
             BatchNorm statistics), so the result measures the pretrained features.
     """
 
     def __init__(self, model: nn.Module, criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                  freeze_bn: bool = False, classes: Optional[Sequence[str]] = None,
-                 predictions_to: Optional[tuple[str, Sequence[str]]] = None, augment: Optional[BatchMix] = None,
+                 predictions_to: Optional[tuple[str, Sequence[str]]] = None, augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
                  linear_probe: bool = False) -> None:
         super().__init__({'state_dict': model})
         self.model, self.criterion, self.freeze_bn, self.classes = model, criterion, freeze_bn, classes

@@ -112,9 +112,9 @@ def test_engine_stop_is_one_line_and_lists_every_file(tmp_path):
     """Above ``max_bad_fraction`` the engine stops with a one-line user error naming the first
     files and a file in the run folder that lists all of them."""
     from core.errors import UserError
-    from utils.dist import DistInfo
-    from utils.engine import Engine
-    from utils.runner import RunContext
+    from engine.dist import DistInfo
+    from engine.engine import Engine
+    from engine.runner import RunContext
 
     class Idle:  # the engine only needs a step to be constructed; _check_bad never calls it
         modules = {}

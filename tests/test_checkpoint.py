@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from utils.checkpoint import (
+from engine.checkpoint import (
     load_checkpoint,
     load_pretrained,
     rng_state,
@@ -131,7 +131,7 @@ def test_python_rng_state_is_plain_and_old_repr_still_read(tmp_path):
 
 
 def test_newer_format_version_is_refused(tmp_path):
-    from utils.checkpoint import FORMAT_VERSION
+    from engine.checkpoint import FORMAT_VERSION
     path = str(tmp_path / 'new.pth.tar')
     save_checkpoint({'format_version': FORMAT_VERSION, 'epoch': 1}, path)
     assert load_checkpoint(path)['epoch'] == 1

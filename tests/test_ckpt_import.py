@@ -1,4 +1,4 @@
-"""Checkpoint import (models/convert.py, utils.checkpoint.load_pretrained, tools/convert_checkpoint.py):
+"""Checkpoint import (models/convert.py, engine.checkpoint.load_pretrained, tools/convert_checkpoint.py):
 state dicts are written here in each foreign format's key layout and loaded as ``--pretrain`` does;
 the loaded model must give the source model's logits."""
 import os
@@ -8,10 +8,10 @@ import pytest
 import torch
 import torchvision
 
+from engine.checkpoint import CheckpointError, load_checkpoint, load_pretrained, save_checkpoint
 from models import build_model_from_args
 from models.convert import detect
 from models.tv_video import _build_torchvision
-from utils.checkpoint import CheckpointError, load_checkpoint, load_pretrained, save_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tools'))

@@ -6,8 +6,8 @@ import sys
 import pytest
 import yaml
 
+from core.config import ConfigError, fill_defaults, load_config, load_sp_config, parse_override
 from core.registry import Registry
-from utils.config import ConfigError, fill_defaults, load_config, load_sp_config, parse_override
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REF = '/work/shared/reference/configs'

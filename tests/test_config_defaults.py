@@ -1,4 +1,4 @@
-"""Defaults live in the schema (``utils/config_schema.py``) and are filled in at load: the run
+"""Defaults live in the schema (``core/config_schema.py``) and are filled in at load: the run
 folder's ``config.yaml`` is the complete config that ran; old checkpoints without the defaults
 still resume; ``optimizer.clip_grad`` clips in the real engine."""
 import inspect
@@ -8,18 +8,18 @@ import pytest
 import torch
 import yaml
 
+from core.config import fill_defaults, load_config, load_sp_config
+from core.config_schema import CFG_SCHEMA, IMAGENET_MEAN, IMAGENET_STD, SP_SCHEMA
 from datasets.base import VideoDataset
 from datasets.transforms import VideoTransform, build_transform
 from drl.steps import DRLAugStep
+from engine.args import base_parser
+from engine.dist import DistInfo
+from engine.engine import Engine
+from engine.resume_check import differences, run_identity, saved_identity
+from engine.runlock import release_all
+from engine.runner import RunContext, setup_run
 from supervised.step import ClassifierStep
-from utils.args import base_parser
-from utils.config import fill_defaults, load_config, load_sp_config
-from utils.config_schema import CFG_SCHEMA, IMAGENET_MEAN, IMAGENET_STD, SP_SCHEMA
-from utils.dist import DistInfo
-from utils.engine import Engine
-from utils.resume_check import differences, run_identity, saved_identity
-from utils.runlock import release_all
-from utils.runner import RunContext, setup_run
 
 CONFIG = 'configs/scenemotion/res3d18.yaml'
 SP_CONFIG = 'configs/drl/kd0.5-freeze.yaml'

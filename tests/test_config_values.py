@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 
+from core.config import ConfigError, fill_defaults, load_config, load_sp_config
+from core.config_schema import ListOf, Range
 from core.errors import UserError
-from utils.build import build_loader
-from utils.config import ConfigError, fill_defaults, load_config, load_sp_config
-from utils.config_schema import ListOf, Range
-from utils.runner import apply_batch_flags
+from engine.build import build_loader
+from engine.runner import apply_batch_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

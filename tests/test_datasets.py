@@ -8,11 +8,11 @@ import os
 import pytest
 import yaml
 
+from core.config import fill_defaults, load_config
 from datasets import DATASETS, build_dataset
 from datasets.fewshot_splits import SHIPPED, base_classes, derive_base, read_class_ids, shipped_path
 from datasets.paths import env_name, resolve_root
 from tests import fake_trees as ft
-from utils.config import fill_defaults, load_config
 
 CLIP = {'n_clips': 1, 'n_frames': 4, 'fps': 8}
 TRANSFORM = {'resize': 32, 'crop': 28, 'hflip': True, 'color_jitter': [0.2, 0.2, 0.2, 0.2],

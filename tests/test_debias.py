@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from datasets.batch_mix import BatchMix, Draw, blend_still, draw
+from debias.batch_mix import BatchMix, Draw, blend_still, draw
 from drl.steps import attack_effect, logit_grad_norms
 from models.resnet2d import resnet2d
 from tests.test_main import run_main, tiny_config, ucf_root  # noqa: F401 (fixture)

@@ -17,11 +17,11 @@ from datasets.base import VideoDataset, VideoRecord
 from datasets.collate import video_collate
 from datasets.device_augment import DeviceAugment, finish_clips, hue_shift, pack_params
 from datasets.transforms import build_transform, library_color_jitter
+from engine.dist import DistInfo
+from engine.engine import Engine, Step, StepOutput, batch_finisher, to_device
+from engine.runner import RunContext
 from tests.test_transforms import CFG, MEAN, STD, video
 from tests.videos import write_video
-from utils.dist import DistInfo
-from utils.engine import Engine, Step, StepOutput, batch_finisher, to_device
-from utils.runner import RunContext
 
 ATOL = 1e-4  # after normalisation, i.e. ~2.3e-5 in [0, 1] units (0.006 grey levels)
 JITTERS = {'jitter': [0.4, 0.4, 0.4, 0.3], 'strong': [0.9, 0.9, 0.9, 0.5], 'none': None}

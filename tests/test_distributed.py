@@ -75,9 +75,9 @@ def test_fewshot_feature_extraction_two_processes_match_one(tmp_path):
     """main-fsl.py: 2 ranks each encode half the videos; gathered features and results match."""
     import torch
 
+    from engine.checkpoint import load_checkpoint, save_checkpoint
     from models import build_model
     from tests.test_fewshot import _tiny_scenemotion
-    from utils.checkpoint import load_checkpoint, save_checkpoint
     cfg_path, cfg = _tiny_scenemotion(tmp_path)
     torch.manual_seed(0)
     ckpt = tmp_path / 'enc.pth.tar'

@@ -7,8 +7,9 @@ import torch
 from torch.nn import functional as F
 
 from drl.grl import GradReverse, grad_reverse
-from drl.losses import JSDLoss, KDLoss, build_criterion
-from drl.metrics import dynamic_scores, per_class_scores
+from engine.losses import JSDLoss, KDLoss
+from engine.optim import build_criterion
+from measure.dynamic import dynamic_scores, per_class_scores
 
 # softmax([0, 0]) = (1/2, 1/2); softmax([0, log 3]) = (1/4, 3/4)
 UNIFORM = torch.tensor([[0.0, 0.0]])
@@ -55,12 +56,12 @@ def test_jsd_hand_value_and_symmetry():
 
 
 def test_registry_resolves_ours_and_torch():
-    assert isinstance(build_criterion('KDLoss'), KDLoss)
-    assert isinstance(build_criterion('JSDLoss', T=2), JSDLoss)
-    ce = build_criterion('CrossEntropyLoss', label_smoothing=0.1)
+    assert isinstance(build_criterion({'name': 'KDLoss', 'args': None}), KDLoss)
+    assert isinstance(build_criterion({'name': 'JSDLoss', 'args': {'T': 2}}), JSDLoss)
+    ce = build_criterion({'name': 'CrossEntropyLoss', 'args': {'label_smoothing': 0.1}})
     assert isinstance(ce, torch.nn.CrossEntropyLoss) and ce.label_smoothing == 0.1
     with pytest.raises(KeyError, match='KDLoss'):
-        build_criterion('KDLos')
+        build_criterion({'name': 'KDLos', 'args': None})
 
 
 def test_gradient_reversal_flips_gradient():
@@ -108,5 +109,5 @@ def test_published_loss_arguments():
     # batchmean as torch defines it: KLDivLoss summed over classes, divided by the batch size
     torch_kd = F.kl_div(F.log_softmax(x, 1), F.log_softmax(t, 1), reduction='batchmean', log_target=True)
     assert KDLoss(reduction='batchmean')(x, t).item() == pytest.approx(torch_kd.item(), rel=1e-5)
-    crit = build_criterion('KDLoss', temperature=1.0, reduction='batchmean')
+    crit = build_criterion({'name': 'KDLoss', 'args': {'temperature': 1.0}}, reduction='batchmean')
     assert crit(x, t).item() == pytest.approx(KDLoss()(x, t).item())

@@ -8,9 +8,9 @@ import sys
 import pytest
 import torch
 
+from core.config import load_config
+from engine.checkpoint import load_checkpoint, save_checkpoint
 from models import build_model
-from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.config import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SM_CFG = 'configs/scenemotion/res3d18.yaml'

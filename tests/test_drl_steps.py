@@ -9,12 +9,12 @@ from torch.nn import functional as F
 
 from drl.attacks import FGSM
 from drl.build import build_drl_optimizer
-from drl.losses import KDLoss
 from drl.steps import DRLAugStep, DRLDirStep
+from engine.dist import DistInfo
+from engine.engine import Engine
+from engine.losses import KDLoss
+from engine.runner import RunContext
 from models import build_model
-from utils.dist import DistInfo
-from utils.engine import Engine
-from utils.runner import RunContext
 
 N_CLASS = 3
 
@@ -166,10 +166,10 @@ def test_drl_dir_gradient_reversal_trains_spatial_model_to_mimic(tmp_path):
 def test_fixed_spatial_model_from_scoring_checkpoint(tmp_path):
     from types import SimpleNamespace
 
+    from core.config import load_sp_config
     from core.errors import UserError
     from drl.build import build_spatial_model
-    from utils.checkpoint import save_checkpoint
-    from utils.config import load_sp_config
+    from engine.checkpoint import save_checkpoint
     f, g = _models()
     path = str(tmp_path / 'scoring.pth.tar')
     save_checkpoint({'state_dict_sp': g.state_dict()}, path)

@@ -285,9 +285,9 @@ def _run_fsl(*args):
 
 def test_main_fsl_end_to_end(tmp_path):
     from datasets import build_dataset
+    from engine.checkpoint import save_checkpoint
     from fewshot.features import encode_videos
     from models import build_model
-    from utils.checkpoint import save_checkpoint
     cfg_path, cfg = _tiny_scenemotion(tmp_path)
     torch.manual_seed(0)
     model = build_model(cfg['model'])
@@ -328,8 +328,8 @@ def test_main_fsl_end_to_end(tmp_path):
 
 
 def test_cache_key_tracks_checkpoint_and_config_not_episodes(tmp_path):
+    from engine.checkpoint import save_checkpoint
     from fewshot.features import cache_key
-    from utils.checkpoint import save_checkpoint
     _, cfg = _tiny_scenemotion(tmp_path)
     ckpt = tmp_path / 'a.pth.tar'
     save_checkpoint({'state_dict': {'w': torch.zeros(3)}}, ckpt)

@@ -88,7 +88,7 @@ def test_evaluate_and_finetune(tmp_path, ucf_root):
 
 
 def test_default_output_dir_rule(tmp_path, ucf_root):
-    from utils.runner import default_output_dir
+    from engine.runner import default_output_dir
     assert default_output_dir('configs/k400/res3d18.yaml') == 'checkpoints/k400/res3d18'
     assert default_output_dir('configs/hmdb/res3d18.yaml', 'checkpoints/k400/res3d18/checkpoint.pth.tar') \
         == 'checkpoints/k400/res3d18/hmdb/res3d18'

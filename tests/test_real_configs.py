@@ -33,9 +33,9 @@ def test_main_trains_one_tiny_epoch(config, tmp_path, monkeypatch):
 @pytest.mark.parametrize('config', ['configs/sthv2-fs/res3d18-1shot.yaml', 'configs/hmdb-fs/res3d18-1shot.yaml'])
 def test_fewshot_config_runs_on_fake_tree(config, tmp_path, monkeypatch):
     """Few-shot configs: episodes drawn from the fake tree's novel classes, encoded once, fitted."""
+    from core.config import load_config
+    from engine.checkpoint import save_checkpoint
     from models import build_model
-    from utils.checkpoint import save_checkpoint
-    from utils.config import load_config
     tree = os.path.join(ROOT, config.replace('hmdb-fs', 'hmdb'))
     fake_tree_for(tree, tmp_path, monkeypatch)
     tiny = ['model.args.model_depth=10', 'model.args.widen_factor=0.25', 'dataset.transform.resize=32',

@@ -61,8 +61,8 @@ def copy_run(finished, tmp_path, name='run'):
 
 
 def hold_lock(folder):
-    """A live process holding ``folder``'s lock with the real locking code (``utils.runlock``)."""
-    code = ('import sys, time; from utils.runlock import lock_folder; lock_folder(sys.argv[1]); '
+    """A live process holding ``folder``'s lock with the real locking code (``engine.runlock``)."""
+    code = ('import sys, time; from engine.runlock import lock_folder; lock_folder(sys.argv[1]); '
             'print("locked", flush=True); time.sleep(600)')
     proc = subprocess.Popen([sys.executable, '-c', code, str(folder)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == 'locked'
@@ -166,7 +166,7 @@ def test_non_finite_loss_names_the_last_good_checkpoint(tmp_path, ucf_root):  # 
     one_error_line(res, 'training diverged', 'at epoch 2', f'{ckpt} (epoch 1)', 'lower the learning rate',
                    '--amp off')
     assert not (out / 'results.json').exists()
-    from utils.checkpoint import load_checkpoint
+    from engine.checkpoint import load_checkpoint
     assert load_checkpoint(str(ckpt))['epoch'] == 1
 
 
@@ -200,7 +200,7 @@ def test_full_disk_is_one_line(tmp_path, ucf_root):  # noqa: F811
 
 
 def test_results_json_is_strict_json(tmp_path):
-    from utils.checkpoint import save_json
+    from engine.checkpoint import save_json
     path = tmp_path / 'results.json'
     save_json({'Acc@1': float('nan'), 'loss': float('inf'), 'per_class': [1.0, float('-inf')],
                'nested': {'kl': float('nan'), 'n': 3}}, str(path))
@@ -215,8 +215,8 @@ def test_full_disk_while_logging_is_one_line(tmp_path, capsys):
     run stops with one line instead of logging's traceback per record."""
     import logging
 
-    from utils.logging_utils import setup_logging
-    from utils.runner import run_entry
+    from engine.logging_utils import setup_logging
+    from engine.runner import run_entry
     os.symlink('/dev/full', tmp_path / 'log.txt')
 
     def main(args):
@@ -234,7 +234,7 @@ def test_full_disk_while_logging_is_one_line(tmp_path, capsys):
 
 
 def test_compared_keys_and_message():
-    from utils.resume_check import describe, differences, run_identity
+    from engine.resume_check import describe, differences, run_identity
     cfg = {'dataset': {'num_workers': 4, 'root': '/a', 'batch_size': 8}, 'seed': 1,
            'optimizer': {'epochs': 2, 'args': {'lr': 0.1}}}
     old = run_identity(cfg, None, 'main.py', 1, False)

@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
+from core.config import load_config
 from datasets import build_dataset
 from datasets import scenemotion_gen as G
 from datasets.scenemotion import cache_root, generation_params, prepare, read_split
-from utils.config import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = os.path.join(ROOT, 'configs', 'scenemotion', 'res3d18.yaml')

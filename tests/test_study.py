@@ -142,8 +142,8 @@ def test_weight_distance(tmp_path, capsys):
     """The distance is the L2 norm of the weight difference, running statistics left out."""
     import torch
 
+    from engine.checkpoint import save_checkpoint
     from tools import weight_distance
-    from utils.checkpoint import save_checkpoint
     a = {'conv.weight': torch.zeros(2, 3), 'bn.running_mean': torch.zeros(2), 'bn.num_batches_tracked': torch.tensor(1)}
     b = {'conv.weight': torch.full((2, 3), 2.0), 'bn.running_mean': torch.full((2,), 9.0),
          'bn.num_batches_tracked': torch.tensor(5)}

@@ -7,9 +7,9 @@ import sys
 import torch
 from torch import nn
 
+from core.config import load_config
+from engine.checkpoint import save_checkpoint
 from models import build_model
-from utils.checkpoint import save_checkpoint
-from utils.config import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tools'))

@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.config import ConfigError, load_config  # noqa: E402
+from core.config import ConfigError, load_config  # noqa: E402
 
 # datasets / av / cv2 are imported once the config is known to be valid (torch is slow to load)
 

@@ -19,8 +19,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from core.errors import UserError  # noqa: E402
+from engine.checkpoint import CheckpointError, check_shapes, load_checkpoint, read_weights, save_checkpoint  # noqa: E402
 from models.convert import model_hint  # noqa: E402
-from utils.checkpoint import CheckpointError, check_shapes, load_checkpoint, read_weights, save_checkpoint  # noqa: E402
 
 
 def get_args_parser():
@@ -40,8 +40,8 @@ def convert(args):
     ckpt = load_checkpoint(args.input)
     model = None
     if args.config:
+        from core.config import load_config
         from models import build_model
-        from utils.config import load_config
         model = build_model(load_config(args.config, args.overrides)['model'])
     fmt, state = read_weights(args.input, model, args.key, ckpt)
     dropped = []

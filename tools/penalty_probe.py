@@ -29,11 +29,11 @@ from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from core.config import load_config  # noqa: E402
 from drl.static import freeze_frames, shuffle_frames  # noqa: E402
-from utils.build import build_loader  # noqa: E402
-from utils.checkpoint import load_pretrained  # noqa: E402
-from utils.config import load_config  # noqa: E402
-from utils.runner import run_entry  # noqa: E402
+from engine.build import build_loader  # noqa: E402
+from engine.checkpoint import load_pretrained  # noqa: E402
+from engine.runner import run_entry  # noqa: E402
 
 
 def get_args_parser():

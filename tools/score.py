@@ -23,10 +23,10 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from core.config import load_config  # noqa: E402
 from core.errors import UserError  # noqa: E402
-from utils.checkpoint import save_json  # noqa: E402
-from utils.config import load_config  # noqa: E402
-from utils.runner import config_run_name  # noqa: E402
+from engine.checkpoint import save_json  # noqa: E402
+from engine.runner import config_run_name  # noqa: E402
 
 
 def get_args_parser():

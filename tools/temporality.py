@@ -21,15 +21,15 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from core.config import load_config  # noqa: E402
 from drl.static import freeze_frames, shuffle_frames  # noqa: E402
+from engine.build import build_loader, default_workers, prepare_model  # noqa: E402
+from engine.checkpoint import load_pretrained, save_json  # noqa: E402
+from engine.engine import Engine  # noqa: E402
+from engine.optim import build_criterion  # noqa: E402
+from engine.runner import apply_batch_flags, run_entry, setup_run  # noqa: E402
+from engine.step import Batch, Records, StepOutput  # noqa: E402
 from supervised.step import ClassifierStep, per_class_accuracy  # noqa: E402
-from utils.build import build_loader, default_workers, prepare_model  # noqa: E402
-from utils.checkpoint import load_pretrained, save_json  # noqa: E402
-from utils.config import load_config  # noqa: E402
-from utils.engine import Engine  # noqa: E402
-from utils.optim import build_criterion  # noqa: E402
-from utils.runner import apply_batch_flags, run_entry, setup_run  # noqa: E402
-from utils.step import Batch, Records, StepOutput  # noqa: E402
 
 log = logging.getLogger('drl')
 VIEWS = ('normal', 'frozen', 'shuffled')

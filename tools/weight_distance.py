@@ -15,7 +15,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.checkpoint import load_checkpoint, strip_prefix  # noqa: E402
+from engine.checkpoint import load_checkpoint, strip_prefix  # noqa: E402
 
 
 def weights(path, key='state_dict'):

@@ -1,7 +1,7 @@
 """The interface between the engine and a method: :class:`Step` and :class:`StepOutput`.
 
 A step holds the models and the per-batch computation (baseline, DRL-aug, scoring, DRL-dir,
-...); :class:`utils.engine.Engine` owns everything else and calls only the methods below, as
+...); :class:`engine.engine.Engine` owns everything else and calls only the methods below, as
 does :func:`drl.build.run_drl`. Tensors: a batch's ``video`` is ``B × K × C × T × H × W``,
 ``label`` and ``index`` are ``B``.
 """

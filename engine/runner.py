@@ -11,10 +11,10 @@ from typing import Any, Optional
 
 import torch
 
+from core.config import ConfigError, save_config
 from core.errors import RunFinished, UserError
 
 from . import dist as dist_utils
-from .config import ConfigError, save_config
 from .logging_utils import setup_logging
 from .resume_check import check_run_folder, run_identity
 from .runlock import lock_folder, release_all, remove_stale_temporaries
@@ -29,9 +29,9 @@ class RunContext:
 
     ``config`` / ``config_sp`` (the resolved configs as they were at set-up, ``config_sp`` only
     for the DRL scripts), ``script`` (the entry script's file name), ``seed`` and ``debug`` are
-    saved in each checkpoint by :meth:`utils.engine.Engine.save`; ``resume_changed`` says the
+    saved in each checkpoint by :meth:`engine.engine.Engine.save`; ``resume_changed`` says the
     run-folder check accepted changed settings (``--resume-changed``), which
-    :meth:`utils.engine.Engine.resume` then applies.
+    :meth:`engine.engine.Engine.resume` then applies.
     """
     out_dir: str
     device: torch.device
@@ -62,7 +62,7 @@ def run_entry(main, args):
     """Run ``main(args)``; the user's mistakes become one line on stderr and exit status 2.
 
     User errors are :class:`UserError` (config, data, run folder, divergence, write failures
-    mapped by ``utils.checkpoint``), missing files, and ``OSError`` of the disk or permissions
+    mapped by ``engine.checkpoint``), missing files, and ``OSError`` of the disk or permissions
     (full, read-only, not writable). Any other exception is a bug and keeps its traceback.
     A finished run (:class:`RunFinished`) is one line and exit status 0.
     """
@@ -148,8 +148,8 @@ def setup_run(args: argparse.Namespace, cfg: dict[str, Any], out_dir: str,
     """Distributed init -> device -> output folder (lock, checks) -> logging -> seeds -> saved configs.
 
     Before anything is written into ``out_dir``: rank 0 takes the folder's lock
-    (:mod:`utils.runlock`) and removes temporary files of killed runs; every rank checks what the
-    folder holds against this command (:func:`utils.resume_check.check_run_folder`).
+    (:mod:`engine.runlock`) and removes temporary files of killed runs; every rank checks what the
+    folder holds against this command (:func:`engine.resume_check.check_run_folder`).
 
     Returns:
         :class:`RunContext` with ``config`` / ``config_sp`` (copies as resolved now, saved in

@@ -2,13 +2,13 @@
 validation.
 
 A config is a plain nested ``dict``. Validation is against a schema from
-:mod:`utils.config_schema`; an unknown key or a wrong type raises :class:`ConfigError` whose
+:mod:`core.config_schema`; an unknown key or a wrong type raises :class:`ConfigError` whose
 message is one line naming the key, the file it came from and the closest valid key. Value
 constraints (ranges, list shapes: the schema's ``Range`` / ``ListOf`` leaves) are checked once,
 after the overrides, and fail the same way, naming the key, the value and the file (and the
 override that set it). A YAML mapping with a duplicated key is refused when read. The schema's
-defaults (:class:`~utils.config_schema.Default`) are filled in after the overrides
-(:func:`fill_defaults`; the rules are in :mod:`utils.config_schema`), so a resolved config holds
+defaults (:class:`~core.config_schema.Default`) are filled in after the overrides
+(:func:`fill_defaults`; the rules are in :mod:`core.config_schema`), so a resolved config holds
 every setting of the run.
 """
 import copy
@@ -293,7 +293,7 @@ def _fill(value, schema):
 
 
 def fill_defaults(cfg, schema=None):
-    """A copy of ``cfg`` with the schema's defaults filled in (rules: :mod:`utils.config_schema`).
+    """A copy of ``cfg`` with the schema's defaults filled in (rules: :mod:`core.config_schema`).
 
     Keys already present are kept as they are (``null`` included); blocks that are absent stay
     absent unless the schema gives them a default. Idempotent. Also the way to complete a

@@ -1,6 +1,6 @@
 """Optimisers, LR schedulers and criteria by name (explicit tables, close-match errors).
 
-The builders take blocks of a loaded config, defaults filled in (``utils.config.fill_defaults``).
+The builders take blocks of a loaded config, defaults filled in (``core.config.fill_defaults``).
 """
 from collections.abc import Iterable, Mapping
 from typing import Any, Optional, Union
@@ -11,6 +11,8 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from core.registry import Registry
+
+from .losses import JSDLoss, KDLoss
 
 OPTIMIZERS: Registry[type[Optimizer]] = Registry('optimizer')
 SCHEDULERS: Registry[type[LRScheduler]] = Registry('lr scheduler')
@@ -26,6 +28,8 @@ for _name, _obj in sorted(vars(torch.optim.lr_scheduler).items()):
 for _name, _obj in sorted(vars(nn).items()):
     if isinstance(_obj, type) and _name.endswith('Loss') and issubclass(_obj, nn.Module):
         CRITERIA.register(_name)(_obj)
+CRITERIA.register('KDLoss')(KDLoss)
+CRITERIA.register('JSDLoss')(JSDLoss)
 
 
 def build_optimizer(opt_cfg: Mapping[str, Any],
@@ -47,6 +51,13 @@ def build_scheduler(opt_cfg: Mapping[str, Any], optimizer: Optimizer) -> Optiona
     return SCHEDULERS.get(sched['name'])(optimizer, **(sched['args'] or {}))
 
 
-def build_criterion(crit_cfg: Optional[Mapping[str, Any]]) -> nn.Module:
-    """``criterion`` block -> loss module (torch.nn losses, plus those registered by drl.losses)."""
-    return CRITERIA.get(crit_cfg['name'])(**(crit_cfg['args'] or {}))
+def build_criterion(crit_cfg: Mapping[str, Any], **overrides: Any) -> nn.Module:
+    """``criterion`` block -> loss module (every ``torch.nn`` loss, ``KDLoss``, ``JSDLoss``).
+
+    Args:
+        crit_cfg: ``{'name': ..., 'args': {...}}``.
+        overrides: constructor arguments that win over ``args`` (e.g. ``reduction='none'``).
+    Raises:
+        UnknownNameError: unknown name (a one-line user error listing close matches).
+    """
+    return CRITERIA.get(crit_cfg['name'], 'criterion.name')(**{**(crit_cfg['args'] or {}), **overrides})

@@ -10,11 +10,11 @@ keys (``--amp``, ``-j``, ``-p``, ``--compile``, ...) are not compared. Then:
 - same settings, finished (``results.json`` written and the checkpoint at the last epoch):
   nothing to do, say so and exit 0 (:class:`~core.errors.RunFinished`);
 - other settings: stop with the differing keys, unless ``--resume-changed``, which continues the
-  run with the new values (:meth:`utils.engine.Engine.resume`) and writes ``results.json`` anew;
+  run with the new values (:meth:`engine.engine.Engine.resume`) and writes ``results.json`` anew;
 - ``--debug`` never writes into the folder of a run that was not a debug run (even with
   ``--no-resume`` or ``-e``).
 
-A new command's configs hold the schema's defaults (:func:`utils.config.fill_defaults`); a
+A new command's configs hold the schema's defaults (:func:`core.config.fill_defaults`); a
 checkpoint written before a key had a default (or before defaults were filled at all) lacks it.
 The recorded configs are therefore filled with today's defaults before the comparison: a key
 the old run left to its default compares equal to the same default now, while a key present on
@@ -23,11 +23,11 @@ difference.
 """
 import os
 
+from core.config import fill_defaults
+from core.config_schema import CFG_SCHEMA, SP_SCHEMA
 from core.errors import RunFinished, UserError
 
 from .checkpoint import load_checkpoint
-from .config import fill_defaults
-from .config_schema import CFG_SCHEMA, SP_SCHEMA
 
 # Keys that do not change what a run computes: data locations, loader workers, feature-cache
 # switches, pictures. ``sp.`` marks keys of the DRL scripts' second config.

@@ -1,18 +1,14 @@
-"""Distillation losses of DRL, registered in the shared criterion registry.
+"""Distillation losses (DRL's KD and JSD).
 
-``utils.optim.CRITERIA`` already holds every ``torch.nn`` loss by class name
-(``CrossEntropyLoss``, ``MSELoss``, ...); importing this module adds ``KDLoss`` and ``JSDLoss``,
-so a config's ``criterion.name`` can name either and ``build_criterion`` resolves both. Every loss here takes logits ``B × n`` (input, target) and
+``engine.optim.CRITERIA`` registers both beside every ``torch.nn`` loss, so a config's
+``criterion.name`` can name either. Every loss here takes logits ``B × n`` (input, target) and
 returns a scalar (batch mean) unless ``reduction='none'`` (a ``B`` vector).
 """
 import math
-from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-from utils.optim import CRITERIA
 
 
 def _reduce(per_sample, reduction):
@@ -36,7 +32,6 @@ def _temperature(T, temperature):
     return float(temperature)
 
 
-@CRITERIA.register('KDLoss')
 class KDLoss(nn.Module):
     """Knowledge distillation: ``T² · KL(softmax(target/T) ‖ softmax(input/T))``.
 
@@ -60,7 +55,6 @@ class KDLoss(nn.Module):
         return _reduce(kl * self.T ** 2, self.reduction)
 
 
-@CRITERIA.register('JSDLoss')
 class JSDLoss(nn.Module):
     """Jensen-Shannon divergence ``½ KL(p ‖ m) + ½ KL(q ‖ m)``, ``m = (p + q) / 2``, in nats,
     between ``p = softmax(input/T)`` and ``q = softmax(target/T)`` (symmetric, ≤ log 2)."""
@@ -78,12 +72,3 @@ class JSDLoss(nn.Module):
         kl_pm = (log_p.exp() * (log_p - log_m)).sum(-1)
         kl_qm = (log_q.exp() * (log_q - log_m)).sum(-1)
         return _reduce(0.5 * (kl_pm + kl_qm), self.reduction)
-
-
-def build_criterion(name: str, **kwargs: Any) -> nn.Module:
-    """Build a loss by name (``KDLoss``, ``JSDLoss`` or any ``torch.nn`` loss class).
-
-    Raises:
-        UnknownNameError: unknown name (a one-line user error listing close matches).
-    """
-    return CRITERIA.get(name, 'criterion.name')(**kwargs)

@@ -16,7 +16,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from .losses import KDLoss
+from engine.losses import KDLoss
 
 
 def sample_scores(logits, logits_sp, labels):

@@ -16,8 +16,8 @@ import time
 from core.errors import UserError
 
 LOCK_NAME = '.lock'
-# temporary files of utils.checkpoint._atomic (".<name>.tmp<pid>") and of
-# utils.config.save_config ("config.yaml.tmp<pid>")
+# temporary files of engine.checkpoint._atomic (".<name>.tmp<pid>") and of
+# core.config.save_config ("config.yaml.tmp<pid>")
 _TMP = re.compile(r'^(?:\.(?P<name>.+)|(?P<cfg>config(?:_sp)?\.yaml))\.tmp(?P<pid>\d+)$')
 
 

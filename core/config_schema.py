@@ -9,10 +9,10 @@ new key add it here.
 Value constraints are leaves too: ``Range(types, lo, hi)`` is a number (or ``null`` when
 ``NONE`` is among ``types``) within bounds, ``ListOf(item, length)`` a list whose items follow
 ``item`` (a type or a ``Range``). The validator checks their types with every other type, and
-their values once, after the overrides (see :func:`utils.config.load_config`).
+their values once, after the overrides (see :func:`core.config.load_config`).
 
 Defaults live here and nowhere else: ``Default(value, s)`` is a key following ``s`` that
-:func:`utils.config.fill_defaults` sets to ``value`` when it is absent. ``load_config`` fills
+:func:`core.config.fill_defaults` sets to ``value`` when it is absent. ``load_config`` fills
 them after the ``_base_`` merge and the overrides, before the value checks, so the resolved
 config (the run folder's ``config.yaml``) shows every setting that ran. The rules:
 
@@ -274,7 +274,7 @@ DATASET = {
     'scenemotion': SCENEMOTION,
 }
 
-# an optimiser's gradient-norm clipping: null = off (utils.engine.Engine, ``grad_norm`` metric)
+# an optimiser's gradient-norm clipping: null = off (engine.engine.Engine, ``grad_norm`` metric)
 CLIP_GRAD = Default(None, Range((int, float, NONE), lo=0, lo_open=True))
 
 CFG_SCHEMA = {

@@ -93,5 +93,5 @@ def build_batch_mix(cfg):
     block = cfg.get('augment')
     if not block:
         return None
-    # a loaded config: mix / prob / consistency carry the schema's defaults (utils/config_schema.py)
+    # a loaded config: mix / prob / consistency carry the schema's defaults (core/config_schema.py)
     return BatchMix(block['name'], mix=block['mix'], prob=block['prob'], consistency=block['consistency'])

@@ -64,10 +64,10 @@ class Engine:
     """Runs a step over loaders. Create one per run; call :meth:`resume`, :meth:`fit`, :meth:`test`.
 
     Args:
-        step: the method's :class:`~utils.step.Step`.
+        step: the method's :class:`~engine.step.Step`.
         optimizer: updates the step's ``trained_models()``; ``None`` to only evaluate.
         scheduler: stepped once per epoch, or ``None``.
-        ctx: the run's :class:`utils.runner.RunContext` (device, ranks, output folder, logging, and
+        ctx: the run's :class:`engine.runner.RunContext` (device, ranks, output folder, logging, and
             the ``config`` / ``config_sp`` / ``script`` saved in every checkpoint).
         epochs: total number of training epochs.
         eval_period: validate every N epochs (and after the last one).
@@ -98,7 +98,7 @@ class Engine:
         """Continue from ``checkpoint.pth.tar`` in the run folder if it exists (and ``enabled``).
 
         When the run set-up accepted changed settings (``--resume-changed``, see
-        :mod:`utils.resume_check`), the saved optimiser state (momentum, Adam moments) is kept but
+        :mod:`engine.resume_check`), the saved optimiser state (momentum, Adam moments) is kept but
         its hyper-parameters (lr, weight decay, ...) are the new config's, and the new schedule is
         fast-forwarded to the saved epoch: from there on the learning rate is the one the new
         config would give at that epoch.
@@ -151,7 +151,7 @@ class Engine:
     def save(self, epoch: int, is_best: bool) -> None:
         """Rank 0 writes ``checkpoint.pth.tar`` (and ``model_best.pth.tar`` when ``is_best``): the
         step's state dicts, the training state, and ``ctx.config`` / ``config_sp`` / ``script`` /
-        ``seed`` / ``debug``, which :mod:`utils.resume_check` compares before a resume."""
+        ``seed`` / ``debug``, which :mod:`engine.resume_check` compares before a resume."""
         if not self.ctx.is_main:
             return
         state = dict(self.step.state_dicts(), epoch=epoch, best_acc1=self.best_acc1,
@@ -259,8 +259,8 @@ class Engine:
     def evaluate(self, loader: Iterable[Batch], tag: str = 'val', epoch: Optional[int] = None) -> dict[str, Any]:
         """Evaluate ``step`` on ``loader`` (sharded over ranks, exact reduction).
 
-        Every rank gets the step's :meth:`~utils.step.Step.summarize` of the whole split; rank 0
-        then has the step write its report files (:meth:`~utils.step.Step.report`).
+        Every rank gets the step's :meth:`~engine.step.Step.summarize` of the whole split; rank 0
+        then has the step write its report files (:meth:`~engine.step.Step.report`).
 
         Returns:
             dict of averaged metrics plus the step's split-level ``summarize`` results.
@@ -372,5 +372,5 @@ class Engine:
         return results
 
 
-# Step and StepOutput live in utils.step; importing them from here keeps working
+# Step and StepOutput live in engine.step; importing them from here keeps working
 __all__ = ['Engine', 'Step', 'StepOutput', 'accuracy', 'batch_finisher', 'set_bn_eval', 'to_device']

@@ -1,0 +1,1 @@
+"""Measurements of static bias: library functions of a model and a loader (see docs/DEVELOPING.md)."""
