@@ -112,10 +112,16 @@ def default_output_dir(cfg_path, pretrain=None, debug=False):
     return out + '_debug' if debug else out
 
 
+def device_type(kind):
+    """``--device`` value -> ``'cuda'`` or ``'cpu'`` (``auto``: CUDA when available)."""
+    if kind == 'auto':
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    return kind
+
+
 def resolve_device(kind, gpu=None, local_rank=0):
     """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is a user error."""
-    if kind == 'auto':
-        kind = 'cuda' if torch.cuda.is_available() else 'cpu'
+    kind = device_type(kind)
     if kind == 'cuda':
         if not torch.cuda.is_available():
             raise UserError('--device cuda: no CUDA device is available (use --device cpu or auto)')
@@ -155,10 +161,7 @@ def setup_run(args: argparse.Namespace, cfg: dict[str, Any], out_dir: str,
         :class:`RunContext` with ``config`` / ``config_sp`` (copies as resolved now, saved in
         checkpoints), ``script`` and ``resume_changed`` filled in.
     """
-    kind = args.device
-    if kind == 'auto':
-        kind = 'cuda' if torch.cuda.is_available() else 'cpu'
-    dinfo = dist_utils.init_distributed(kind, args.dist_url, args.dist_backend)
+    dinfo = dist_utils.init_distributed(device_type(args.device), args.dist_url, args.dist_backend)
     device = resolve_device(args.device, args.gpu, dinfo.local_rank)
     if args.amp != 'off' and device.type == 'cpu':
         log.warning('--amp %s on CPU: correct but usually slower than fp32', args.amp)
