@@ -27,6 +27,7 @@ import torch
 from torch.nn import functional as F
 
 from core.registry import Registry
+from models.outputs import logits_of
 
 ATTACKS: Registry[type[_Attack]] = Registry('adversary')
 
@@ -102,10 +103,6 @@ def eval_mode(model):
             m.training = flag
 
 
-def _logits(out):
-    return out['pred'] if isinstance(out, dict) else out
-
-
 class _Attack(abc.ABC):
     """Shared machinery: scale broadcasting, perturbation shape, input gradients."""
 
@@ -145,7 +142,7 @@ class _Attack(abc.ABC):
     def _grad(model, x, delta, y):
         """∇_delta CE(model(x + delta), y); delta broadcasts over x (shared along cp_dim)."""
         delta = delta.detach().requires_grad_(True)
-        loss = F.cross_entropy(_logits(model(x + delta)).float(), y, reduction='sum')
+        loss = F.cross_entropy(logits_of(model(x + delta)).float(), y, reduction='sum')
         return torch.autograd.grad(loss, delta)[0]
 
     def __call__(self, model, x, y):

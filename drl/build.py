@@ -1,5 +1,5 @@
 """Set-up shared by main-drl.py and main-drl-dir.py: where the baseline video model comes from,
-where the run goes, the spatial model, and the two-group optimiser (SEMANTICS §1, §5)."""
+where the run goes, the spatial model, and the two-group optimiser (docs/drl.md)."""
 from __future__ import annotations
 
 import argparse
@@ -12,34 +12,20 @@ from typing import Any, Optional
 import torch.nn as nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
-from torch.utils.data import DataLoader
 
 from core.config import check_drl_config_order, fill_defaults, load_config, load_sp_config
 from core.config_schema import IMAGENET_MEAN, IMAGENET_STD, SP_SCHEMA
 from core.errors import UserError
-from datasets import VideoDataset, build_dataset
-from engine.build import build_loader, default_workers, prepare_model, to_memory_format
+from engine.build import build_run, prepare_model, to_memory_format
 from engine.checkpoint import load_pretrained, read_weights, unwrap
-from engine.engine import Engine
-from engine.optim import build_optimizer, build_scheduler
-from engine.runner import RunContext, apply_batch_flags, config_run_name, setup_run
+from engine.optim import OPTIMIZERS, build_scheduler
+from engine.runner import RunContext, apply_batch_flags, config_run_name
 from engine.step import Step
 from models import build_model
 
+from .steps import drl_param_groups
+
 log = logging.getLogger('drl')
-
-
-def build_data(cfg: dict[str, Any], ctx: RunContext,
-               args: argparse.Namespace) -> tuple[dict[str, VideoDataset], dict[str, DataLoader]]:
-    """Datasets and loaders of the main config: ``train``/``test``/``test_final`` (only
-    ``test_final`` with ``-e``). Returns ``(datasets, loaders)`` dicts keyed by split."""
-    splits = ['test_final'] if args.evaluate else ['train', 'test', 'test_final']
-    data = {s: build_dataset(cfg, s, seed=ctx.seed) for s in splits if s in cfg['dataset']['args']}
-    workers = default_workers(cfg, args)
-    loaders = {s: build_loader(d, cfg, ctx, train=(s == 'train'), workers=workers) for s, d in data.items()}
-    for s, d in data.items():
-        log.info('%s: %d videos, %d classes', s, len(d), len(d.classes))
-    return data, loaders
 
 
 def baseline_checkpoint(args: argparse.Namespace) -> Optional[str]:
@@ -126,22 +112,11 @@ def build_spatial_model(cfg: dict[str, Any], cfg_sp: dict[str, Any], ctx: RunCon
 
 def build_drl_optimizer(cfg_sp: Mapping[str, Any], f: Optional[nn.Module] = None,
                         g: Optional[nn.Module] = None) -> tuple[Optimizer, Optional[LRScheduler]]:
-    """One optimiser, one parameter group per trained model: ``g`` with
-    ``optimizer.model_sp.args``, ``f`` with ``optimizer.model.args`` (either may be ``None``,
-    i.e. not trained). The scheduler (``optimizer.schedule``) acts on both groups."""
+    """The DRL run's optimiser (one parameter group per trained model, :func:`drl.steps.drl_param_groups`)
+    and scheduler (``optimizer.schedule``, acting on both groups), for code that drives a DRL step
+    without the run builder (benchmarks, tests)."""
     opt = fill_defaults(cfg_sp, SP_SCHEMA)['optimizer']  # also called with hand-built blocks
-    groups = []
-    for module, key in ((g, 'model_sp'), (f, 'model')):
-        if module is None:
-            continue
-        if key not in opt:
-            raise UserError(f'DRL config: optimizer.{key}.args is needed to train that model')
-        params = [p for p in module.parameters() if p.requires_grad]
-        if params:
-            groups.append({'params': params, 'name': key, **(opt[key]['args'] or {})})
-    if not groups:
-        raise UserError('DRL config: nothing to train (no trainable model)')
-    optimizer = build_optimizer({'name': opt['name'], 'args': {}}, groups)
+    optimizer = OPTIMIZERS.get(opt['name'], 'optimizer.name')(drl_param_groups(opt, f=f, g=g))
     return optimizer, build_scheduler(opt, optimizer)
 
 
@@ -152,43 +127,36 @@ def normalisation(cfg: Mapping[str, Any]) -> tuple[list[float], list[float]]:
     return norm['mean'], norm['std']
 
 
-def freeze_module(m: nn.Module) -> nn.Module:
-    """Exclude a module from learning (no grads); its mode is set by the step."""
-    m.requires_grad_(False)
-    return m
-
-
-
 BuildStep = Callable[[dict[str, Any], dict[str, Any], RunContext, argparse.Namespace, Sequence[str]], Step]
 
 
 def run_drl(args: argparse.Namespace, build_step: BuildStep) -> None:
-    """The run of both DRL scripts: configs -> data -> step -> engine -> final test.
+    """The run of both DRL scripts: configs -> run builder (data, step, optimiser, engine) -> fit
+    -> final test.
 
     Args:
         build_step: ``(cfg, cfg_sp, ctx, args, classes) -> Step``; the optimiser gets the step's
-            ``trained_models()`` (``state_dict``: ``f``, ``state_dict_sp``: ``g``), the final
-            test loads ``model_best`` when ``test_with_best()`` says so.
+            ``param_groups`` (``state_dict``: ``f``, ``state_dict_sp``: ``g``), the final test
+            loads ``model_best`` when ``test_with_best()`` says so.
     """
     check_drl_config_order(args.config, args.sp_config, os.path.basename(sys.argv[0]) or 'main-drl.py')
     cfg = apply_batch_flags(load_config(args.config, args.overrides), args)
     cfg_sp = load_sp_config(args.sp_config, args.overrides)
     if args.seed is None and cfg_sp['seed'] is not None:
         args.seed = cfg_sp['seed']
-    ctx = setup_run(args, cfg, drl_output_dir(args), cfg_sp=cfg_sp)
 
-    data, loaders = build_data(cfg, ctx, args)
-    step = build_step(cfg, cfg_sp, ctx, args, next(iter(data.values())).classes)
-    trained = step.trained_models()
-    optimizer, scheduler = build_drl_optimizer(cfg_sp, f=trained.get('state_dict'), g=trained.get('state_dict_sp'))
-    engine = Engine(step, optimizer, scheduler, ctx, epochs=cfg_sp['optimizer']['epochs'],
-                    eval_period=cfg_sp['eval_period'] or cfg['eval_period'],
-                    clip_grad=cfg_sp['optimizer']['clip_grad'])
+    def make_step(ctx, data):
+        return build_step(cfg, cfg_sp, ctx, args, next(iter(data.values())).classes)
+
+    splits = ['test_final'] if args.evaluate else ['train', 'test', 'test_final']
+    run = build_run(args, cfg, drl_output_dir(args), make_step, splits=splits, train_cfg=cfg_sp['optimizer'],
+                    eval_period=cfg_sp['eval_period'] or cfg['eval_period'], cfg_sp=cfg_sp)
+    engine = run.engine
     if args.evaluate:
         if not engine.resume(enabled=True):
-            raise UserError(f'-e: no checkpoint of this DRL run in {ctx.out_dir}')
+            raise UserError(f'-e: no checkpoint of this DRL run in {run.ctx.out_dir}')
     else:
         engine.resume(enabled=not args.no_resume)
-        engine.fit(loaders['train'], loaders.get('test'))
-    if 'test_final' in loaders:
-        engine.test(loaders['test_final'], use_best=step.test_with_best() and not args.evaluate)
+        engine.fit(run.loaders['train'], run.loaders.get('test'))
+    if 'test_final' in run.loaders:
+        engine.test(run.loaders['test_final'], use_best=run.step.test_with_best() and not args.evaluate)

@@ -22,11 +22,13 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from core.errors import UserError
 from engine.checkpoint import unwrap
-from engine.engine import accuracy, set_bn_eval
+from engine.metrics import accuracy
 from engine.optim import build_criterion
 from engine.step import Batch, Records, Step, StepOutput
 from measure.dynamic import agreement, dynamic_scores, per_class_scores
+from models.outputs import set_bn_eval, split_output
 
 from . import report
 from .grl import grad_reverse
@@ -38,13 +40,6 @@ if TYPE_CHECKING:
     from .attacks import _Attack
 
 log = logging.getLogger('drl')
-
-
-def split_output(out: torch.Tensor | dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Model output -> (logits ``B × n``, feature dict); models with ``ret_feat`` return dicts."""
-    if isinstance(out, dict):
-        return out['pred'], out
-    return out, {}
 
 
 def _pooled(feat, frames):
@@ -114,6 +109,28 @@ class FeatureLoss:
         return self.weight * total
 
 
+def drl_param_groups(train_cfg: Mapping[str, Any], f: Optional[nn.Module] = None,
+                     g: Optional[nn.Module] = None) -> list[dict[str, Any]]:
+    """Parameter groups of a DRL run: ``g`` (``model_sp``) first, then ``f`` (``model``), each with
+    its block's ``args``; either model may be ``None`` (not trained).
+
+    Raises:
+        UserError: a trained model without its ``optimizer.<key>`` block, or nothing to train.
+    """
+    groups = []
+    for module, key in ((g, 'model_sp'), (f, 'model')):
+        if module is None:
+            continue
+        if key not in train_cfg:
+            raise UserError(f'DRL config: optimizer.{key}.args is needed to train that model')
+        params = [p for p in module.parameters() if p.requires_grad]
+        if params:
+            groups.append({'params': params, 'name': key, **(train_cfg[key]['args'] or {})})
+    if not groups:
+        raise UserError('DRL config: nothing to train (no trainable model)')
+    return groups
+
+
 class _DRLStep(Step):
     """Shared parts: evaluation records, the dynamic score and its report files.
 
@@ -127,6 +144,12 @@ class _DRLStep(Step):
                  classes: Optional[Sequence[str]] = None) -> None:
         super().__init__(modules)
         self.ctx, self.classes = ctx, classes
+
+    def param_groups(self, train_cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """One group per trained model: ``g`` with ``optimizer.model_sp.args``, ``f`` with
+        ``optimizer.model.args`` (the DRL config's ``optimizer`` block)."""
+        trained = self.trained_models()
+        return drl_param_groups(train_cfg, f=trained.get('state_dict'), g=trained.get('state_dict_sp'))
 
     def summarize(self, records: Records, tag: str) -> dict[str, Any]:
         """Dynamic score, agreement, ... of the split; on ``test_final`` also per class."""

@@ -1,10 +1,18 @@
-"""Builders shared by the entry scripts: data loaders and device-ready (DDP-wrapped) models."""
+"""The run builder: every run (the four entry scripts, and the tools that train) is assembled here.
+
+:func:`build_run` does, in this order: run set-up (distributed init, device, locked run folder,
+logging, seeds, saved configs) → datasets and loaders → the method's step → optimiser and
+scheduler from the parameters the step declares → the :class:`~engine.engine.Engine`. The entry
+scripts differ only in the step they build (``make_step``). Also here: the loaders and the
+device-ready (DDP-wrapped) models the steps are made of.
+"""
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 import torch
@@ -13,9 +21,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from core.errors import UserError
+from datasets import VideoDataset, build_dataset
 from datasets.collate import video_collate
 
 from .checkpoint import load_pretrained
+from .engine import Engine
+from .optim import OPTIMIZERS, build_scheduler
+from .runner import setup_run
+from .step import Step
 
 if TYPE_CHECKING:
     from .runner import RunContext
@@ -110,3 +123,63 @@ def prepare_model(model: nn.Module, model_cfg: Mapping[str, Any], ctx: RunContex
         ids = [ctx.device.index] if ctx.device.type == 'cuda' else None  # CPU: gloo, no ids
         model = DDP(model, device_ids=ids)
     return model
+
+
+TRAIN_SPLITS = ('train', 'base')  # splits loaded for training: shuffled, last partial batch dropped
+
+
+def build_data(cfg: Mapping[str, Any], ctx: RunContext, args: Optional[argparse.Namespace],
+               splits: Sequence[str]) -> tuple[dict[str, VideoDataset], dict[str, DataLoader]]:
+    """Datasets and loaders of the config's ``splits`` that it has (``dataset.args``), keyed by
+    split; :data:`TRAIN_SPLITS` get training loaders."""
+    data = {s: build_dataset(cfg, s, seed=ctx.seed) for s in splits if s in cfg['dataset']['args']}
+    workers = default_workers(cfg, args)
+    loaders = {s: build_loader(d, cfg, ctx, train=s in TRAIN_SPLITS, workers=workers) for s, d in data.items()}
+    for s, d in data.items():
+        log.info('%s: %d videos, %d classes', s, len(d), len(d.classes))
+    return data, loaders
+
+
+@dataclass
+class Run:
+    """An assembled run: its context, data, step and engine (``engine.resume/fit/test`` next)."""
+    ctx: RunContext
+    data: dict[str, VideoDataset]
+    loaders: dict[str, DataLoader]
+    step: Step
+    engine: Engine
+
+
+MakeStep = Callable[['RunContext', dict[str, VideoDataset]], Step]
+
+
+def build_optimizer(train_cfg: Mapping[str, Any], step: Step) -> torch.optim.Optimizer:
+    """The ``optimizer`` block's torch optimiser over the step's :meth:`~engine.step.Step.param_groups`;
+    the block's ``args`` are the defaults of every group."""
+    groups = [g for g in step.param_groups(train_cfg) if g['params']]
+    if not groups:
+        raise UserError('nothing to train: the method has no parameter that requires gradients')
+    return OPTIMIZERS.get(train_cfg['name'], 'optimizer.name')(groups, **(train_cfg.get('args') or {}))
+
+
+def build_run(args: argparse.Namespace, cfg: dict[str, Any], out_dir: str, make_step: MakeStep, *,
+              splits: Sequence[str], train_cfg: Optional[Mapping[str, Any]], eval_period: int = 1,
+              cfg_sp: Optional[dict[str, Any]] = None) -> Run:
+    """Assemble a run (see the module docstring).
+
+    Args:
+        args: the entry script's flags; cfg: the loaded main config; out_dir: the run folder.
+        make_step: ``(ctx, datasets) -> Step``, called once the data is built.
+        splits: the splits to load (those the config lacks are left out).
+        train_cfg: the ``optimizer`` block that trains (main config's, or the DRL config's);
+            ``None``: evaluation only, no optimiser.
+        eval_period: validate every N epochs.
+        cfg_sp: the DRL config (saved in the run folder and in checkpoints).
+    """
+    ctx = setup_run(args, cfg, out_dir, cfg_sp=cfg_sp)
+    data, loaders = build_data(cfg, ctx, args, splits)
+    step = make_step(ctx, data)
+    optimizer = build_optimizer(train_cfg, step) if train_cfg is not None else None
+    scheduler = build_scheduler(train_cfg, optimizer) if optimizer is not None else None
+    engine = Engine(step, optimizer, scheduler, ctx, train_cfg, eval_period=eval_period)
+    return Run(ctx, data, loaders, step, engine)

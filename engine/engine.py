@@ -12,11 +12,10 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Optional
 
 import torch
-import torch.nn as nn
 
 from core.errors import DivergenceError, UserError
 from datasets.collate import BadVideoTracker
@@ -25,27 +24,12 @@ from datasets.collate import batch_finisher as find_finisher
 from . import dist as dist_utils
 from .checkpoint import FORMAT_VERSION, load_checkpoint, rng_state, save_checkpoint, save_json, set_rng_state
 from .meters import MetricMeter, write_metrics_csv
-from .step import Batch, Step, StepOutput
+from .step import Batch, Step
 
 if TYPE_CHECKING:
     from .runner import RunContext
 
 log = logging.getLogger('drl')
-
-
-def set_bn_eval(model: nn.Module) -> None:
-    """Keep every BatchNorm layer in eval mode (``freeze_bn``)."""
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
-def accuracy(logits: torch.Tensor, target: torch.Tensor, topk: Sequence[int] = (1, 5)) -> list[float]:
-    """Top-k accuracies in percent; k larger than the number of classes counts as top-all."""
-    maxk = min(max(topk), logits.shape[1])
-    pred = logits.topk(maxk, dim=1).indices
-    correct = pred.eq(target[:, None])
-    return [correct[:, :min(k, maxk)].any(dim=1).float().mean().item() * 100 for k in topk]
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
@@ -69,23 +53,30 @@ class Engine:
         scheduler: stepped once per epoch, or ``None``.
         ctx: the run's :class:`engine.runner.RunContext` (device, ranks, output folder, logging, and
             the ``config`` / ``config_sp`` / ``script`` saved in every checkpoint).
-        epochs: total number of training epochs.
+        train_cfg: the config's ``optimizer`` block: the training options are read here and
+            nowhere else: ``epochs`` (total; absent: 0, evaluation only) and ``clip_grad`` (max
+            gradient norm before each optimiser step, ``None``: no clipping). A new training
+            option is a key of that block in the schema, read here.
         eval_period: validate every N epochs (and after the last one).
-        clip_grad: max gradient norm before each optimiser step (``optimizer.clip_grad``), or
-            ``None`` for no clipping.
+
+    The step's ``best_metric`` (name, ``'max'`` or ``'min'``) picks ``model_best.pth.tar`` among
+    the validated epochs (the training value when there is no validation split).
     """
 
     def __init__(self, step: Step, optimizer: Optional[torch.optim.Optimizer],
-                 scheduler: Optional[torch.optim.lr_scheduler.LRScheduler], ctx: RunContext, epochs: int,
-                 eval_period: int = 1, clip_grad: Optional[float] = None) -> None:
+                 scheduler: Optional[torch.optim.lr_scheduler.LRScheduler], ctx: RunContext,
+                 train_cfg: Optional[Mapping[str, Any]] = None, eval_period: int = 1) -> None:
         self.step, self.optimizer, self.scheduler, self.ctx = step, optimizer, scheduler, ctx
-        self.epochs = epochs
-        self.clip_grad = clip_grad  # ``optimizer.clip_grad``: max gradient norm, None = no clipping
+        train_cfg = train_cfg or {}
+        self.epochs = int(train_cfg.get('epochs') or 0)
+        self.clip_grad = train_cfg.get('clip_grad')  # max gradient norm, None = no clipping
         if int(eval_period) < 1:
             raise UserError(f'eval_period must be >= 1, got {eval_period}')
         self.eval_period = int(eval_period)  # validate every N epochs and after the last one
+        self.best_key, direction = step.best_metric
+        self.sign = {'max': 1.0, 'min': -1.0}[direction]  # best = largest sign * value
         self.start_epoch = 0
-        self.best_acc1 = -math.inf
+        self.best_value = -math.inf  # sign * best value of best_key (checkpoint key: best_acc1)
         self.history = []
         self.scaler = None
         if ctx.amp == 'fp16':
@@ -122,12 +113,12 @@ class Engine:
                 self.scheduler.load_state_dict(ckpt['scheduler'])
         if self.scaler is not None and ckpt.get('scaler'):
             self.scaler.load_state_dict(ckpt['scaler'])
-        self.best_acc1 = ckpt.get('best_acc1', -math.inf)
+        self.best_value = ckpt.get('best_acc1', -math.inf)
         self.history = list(ckpt.get('history', []))
         if ckpt.get('rng') and self.ctx.dist.world_size == 1:
             set_rng_state(ckpt['rng'])
-        log.info('resumed from %s at epoch %d (best Acc@1 %.2f)%s', self.ckpt_path, self.start_epoch,
-                 self.best_acc1, ' with the changed settings' if changed else '')
+        log.info('resumed from %s at epoch %d (best %s %.4g)%s', self.ckpt_path, self.start_epoch,
+                 self.best_key, self.sign * self.best_value, ' with the changed settings' if changed else '')
         return True
 
     def _fast_forward_schedule(self, epochs_done: int) -> None:
@@ -154,7 +145,7 @@ class Engine:
         ``seed`` / ``debug``, which :mod:`engine.resume_check` compares before a resume."""
         if not self.ctx.is_main:
             return
-        state = dict(self.step.state_dicts(), epoch=epoch, best_acc1=self.best_acc1,
+        state = dict(self.step.state_dicts(), epoch=epoch, best_acc1=self.best_value,
                      history=self.history, rng=rng_state(),
                      optimizer=self.optimizer.state_dict() if self.optimizer else None,
                      scheduler=self.scheduler.state_dict() if self.scheduler else None,
@@ -325,9 +316,9 @@ class Engine:
                 self.scheduler.step()
             is_best = False
             if val or val_loader is None:
-                acc = val.get('Acc@1', train.get('Acc@1', 0.0))
-                is_best = acc > self.best_acc1
-                self.best_acc1 = max(acc, self.best_acc1)
+                value = self.sign * val.get(self.best_key, train.get(self.best_key, 0.0))
+                is_best = value > self.best_value
+                self.best_value = max(value, self.best_value)
             row = {'epoch': epoch + 1, **{f'train_{k}': v for k, v in train.items()},
                    **{f'val_{k}': v for k, v in val.items() if not isinstance(v, (list, dict))}}
             self.history.append(row)
@@ -358,8 +349,8 @@ class Engine:
         # wall-clock time stays in the log: results.json must be reproducible run to run
         results = {k: v for k, v in stats.items() if k != 'time'}
         results.update(extra or {})
-        if self.best_acc1 > -math.inf:
-            results['best_val_Acc@1'] = self.best_acc1
+        if self.best_value > -math.inf:
+            results[f'best_val_{self.best_key}'] = self.sign * self.best_value
         log.info('final test | %s', ' '.join(f'{k} {v:.4g}' for k, v in results.items() if isinstance(v, float)))
         if self.ctx.is_main:
             if self.ctx.writer is not None:
@@ -372,5 +363,4 @@ class Engine:
         return results
 
 
-# Step and StepOutput live in engine.step; importing them from here keeps working
-__all__ = ['Engine', 'Step', 'StepOutput', 'accuracy', 'batch_finisher', 'set_bn_eval', 'to_device']
+__all__ = ['Engine', 'batch_finisher', 'to_device']

@@ -50,6 +50,8 @@ class Step(abc.ABC):
     is an empty read-only mapping, never a dict shared between instances.
     """
     modules: Mapping[str, nn.Module] = MappingProxyType({})
+    #: ``(metric, 'max' | 'min')``: the validation metric that picks ``model_best.pth.tar``
+    best_metric: tuple[str, str] = ('Acc@1', 'max')
 
     def __init__(self, modules: Optional[Mapping[str, nn.Module]] = None) -> None:
         self.modules = dict(modules or {})
@@ -108,6 +110,17 @@ class Step(abc.ABC):
         """The modules the optimiser updates, by checkpoint key (default: all of ``modules``);
         a model that stays fixed is left out."""
         return dict(self.modules)
+
+    def param_groups(self, train_cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """What the optimiser updates, as torch parameter groups (each may carry its own lr, ...).
+
+        Args:
+            train_cfg: the config's ``optimizer`` block.
+        Default: one group with the parameters of :meth:`trained_models` that require gradients,
+        in module order; the block's ``args`` apply to it.
+        """
+        params = [p for m in self.trained_models().values() for p in m.parameters() if p.requires_grad]
+        return [{'params': params}]
 
     def test_with_best(self) -> bool:
         """Whether the final test loads ``model_best`` (the epoch with the best val Acc@1)

@@ -19,13 +19,10 @@ from core.config import check_overrides_prefixes, load_config
 from core.errors import UserError
 from datasets import build_dataset
 from datasets.episodes import EpisodeSampler
-from engine.build import build_loader, default_workers, prepare_model
+from engine.build import build_run, default_workers
 from engine.checkpoint import save_json, unwrap
-from engine.engine import Engine
-from engine.optim import build_criterion, build_optimizer, build_scheduler
-from engine.runner import apply_batch_flags, default_output_dir, setup_run
-from models import build_model
-from supervised.step import ClassifierStep
+from engine.runner import apply_batch_flags, default_output_dir
+from supervised.build import build_classifier_step
 
 from .features import cache_key, cached_features
 from .fit import evaluate_episodes, summarize_accuracies
@@ -34,19 +31,11 @@ from .heads import build_fewshot_model
 log = logging.getLogger('drl')
 
 
-def train_on_base(cfg, model, ctx, args):
+def train_on_base(run, args):
     """Supervised training on the ``base`` split; returns the checkpoint the features come from."""
-    base = build_dataset(cfg, 'base', seed=ctx.seed)
-    log.info('base: %d videos, %d classes', len(base), len(base.classes))
-    loader = build_loader(base, cfg, ctx, train=True, workers=default_workers(cfg, args))
-    step = ClassifierStep(model, build_criterion(cfg['criterion']).to(ctx.device),
-                          freeze_bn=cfg['model']['freeze_bn'], classes=base.classes)
-    optimizer = build_optimizer(cfg['optimizer'], model.parameters())
-    engine = Engine(step, optimizer, build_scheduler(cfg['optimizer'], optimizer), ctx,
-                    epochs=cfg['optimizer']['epochs'], clip_grad=cfg['optimizer']['clip_grad'])
-    engine.resume(enabled=not args.no_resume)
-    engine.fit(loader)
-    return engine.ckpt_path
+    run.engine.resume(enabled=not args.no_resume)
+    run.engine.fit(run.loaders['base'])
+    return run.engine.ckpt_path
 
 
 def evaluate_novel(cfg, model, head, ctx, args, checkpoint):
@@ -123,16 +112,21 @@ def main(args):
     cfg = apply_batch_flags(load_config(args.config, args.overrides), args)
     head = check_fewshot_config(cfg, args.config, args.evaluate)
     out_dir = args.output_dir or default_output_dir(args.config, args.pretrain, args.debug)
-    ctx = setup_run(args, cfg, out_dir)
     pretrain = args.pretrain or cfg['model']['pretrain']
     # train on the base classes first only when the config has a base split
     train = (cfg['dataset'].get('args') or {}).get('base') is not None and not args.evaluate
-    model = prepare_model(build_model(cfg['model']), cfg['model'], ctx, args, pretrain=pretrain,
-                          trainable=train)
-    checkpoint = train_on_base(cfg, model, ctx, args) if train else pretrain
+
+    def make_step(ctx, data):
+        classes = data['base'].classes if 'base' in data else None
+        return build_classifier_step(cfg, ctx, args, classes=classes, pretrain=pretrain, trainable=train)
+
+    run = build_run(args, cfg, out_dir, make_step, splits=['base'] if train else [],
+                    train_cfg=cfg['optimizer'] if train else None, eval_period=cfg['eval_period'])
+    ctx = run.ctx
+    checkpoint = train_on_base(run, args) if train else pretrain
     # every rank encodes its share of the videos; the (cheap, deterministic) fits then run on
     # the gathered features and rank 0 writes the results
-    results = evaluate_novel(cfg, unwrap(model), head, ctx, args, checkpoint)
+    results = evaluate_novel(cfg, unwrap(run.step.model), head, ctx, args, checkpoint)
     log.info('few-shot %d-way %d-shot: Acc@1 %.2f ± %.2f (95%% CI, %d episodes)', results['n_way'],
              results['n_shot'], results['Acc@1'], results['ci95'], results['episodes'])
     if ctx.is_main:

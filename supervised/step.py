@@ -10,8 +10,9 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from engine.engine import accuracy, set_bn_eval
+from engine.metrics import accuracy
 from engine.step import Batch, Records, Step, StepOutput
+from models.outputs import logits_of, set_bn_eval
 
 
 def per_class_accuracy(logits: torch.Tensor, labels: torch.Tensor,
@@ -80,9 +81,7 @@ class ClassifierStep(Step):
             set_bn_eval(self.model)
 
     def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, StepOutput]:
-        logits = self.model(batch['video'])
-        if isinstance(logits, dict):
-            logits = logits['pred']
+        logits = logits_of(self.model(batch['video']))
         loss = self.criterion(logits.float(), batch['label'])
         acc1, acc5 = accuracy(logits.detach(), batch['label'])
         n = batch['label'].shape[0]
@@ -95,8 +94,7 @@ class ClassifierStep(Step):
         logits, loss, out = self._forward({**batch, 'video': self.augment(x)})
         if self.augment.consistency > 0:  # Background Erasing: predict on x' as on x
             with torch.no_grad():
-                clean = self.model(x)
-                clean = clean['pred'] if isinstance(clean, dict) else clean
+                clean = logits_of(self.model(x))
             kl = F.kl_div(F.log_softmax(logits.float(), 1), F.log_softmax(clean.float(), 1),
                           reduction='batchmean', log_target=True)
             out.loss = loss + self.augment.consistency * kl

@@ -120,7 +120,7 @@ def test_engine_stop_is_one_line_and_lists_every_file(tmp_path):
         modules = {}
 
     ctx = RunContext(out_dir=str(tmp_path), device=torch.device('cpu'), dist=DistInfo(), max_bad_fraction=0.01)
-    engine = Engine(Idle(), None, None, ctx, epochs=1)
+    engine = Engine(Idle(), None, None, ctx, {'epochs': 1})
     tracker = BadVideoTracker()
     files = [f'/data/v{i}.mp4: cannot decode' for i in range(7)]
     tracker.update(files)

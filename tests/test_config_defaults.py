@@ -152,7 +152,7 @@ def _engine_step(tmp_path, clip, amp='off', n=1):
     step = ClassifierStep(model, torch.nn.CrossEntropyLoss(), classes=['a', 'b', 'c'])
     opt = torch.optim.SGD(model.parameters(), lr=0.1)   # no momentum: the step is -lr * grad
     ctx = RunContext(out_dir=str(tmp_path), device=torch.device('cpu'), dist=DistInfo(), print_freq=0, amp=amp)
-    engine = Engine(step, opt, None, ctx, epochs=1, clip_grad=clip)
+    engine = Engine(step, opt, None, ctx, {'epochs': 1, 'clip_grad': clip})
     batch = _batch()
     before = [p.detach().clone() for p in model.parameters()]
     stats = engine.train_one_epoch([batch] * n, 0)

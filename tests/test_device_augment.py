@@ -18,8 +18,9 @@ from datasets.collate import video_collate
 from datasets.device_augment import DeviceAugment, finish_clips, hue_shift, pack_params
 from datasets.transforms import build_transform, library_color_jitter
 from engine.dist import DistInfo
-from engine.engine import Engine, Step, StepOutput, batch_finisher, to_device
+from engine.engine import Engine, batch_finisher, to_device
 from engine.runner import RunContext
+from engine.step import Step, StepOutput
 from tests.test_transforms import CFG, MEAN, STD, video
 from tests.videos import write_video
 
@@ -181,7 +182,7 @@ def test_engine_applies_the_datasets_finisher(tmp_path):
         loader = DataLoader(Subset(ds, [0, 2, 3]), batch_size=2, collate_fn=video_collate)
         assert (batch_finisher(loader) is to_device) == (name == 'float')
         step = _Recorder()
-        Engine(step, None, None, ctx, epochs=0).evaluate(loader, 'val')
+        Engine(step, None, None, ctx).evaluate(loader, 'val')
         seen[name] = torch.cat(step.seen)
         assert seen[name].dtype == torch.float32 and seen[name].shape == (3, 2, 3, 4, 28, 28)
     torch.testing.assert_close(seen['device'], seen['float'], atol=ATOL, rtol=0)

@@ -52,7 +52,7 @@ def test_scoring_leaves_video_model_bit_for_bit_unchanged(tmp_path):
     g_before = copy.deepcopy(g.state_dict())
     step = DRLAugStep(f, g, KDLoss(), attack=None, ctx=_ctx(tmp_path))
     optimizer, scheduler = build_drl_optimizer(_cfg_sp(), f=None, g=g)
-    engine = Engine(step, optimizer, scheduler, _ctx(tmp_path), epochs=1)
+    engine = Engine(step, optimizer, scheduler, _ctx(tmp_path), {'epochs': 1})
     stats = engine.train_one_epoch(_batches(), 0)
     assert not f.training  # kept in eval mode while training
     assert g.training
@@ -74,7 +74,7 @@ def test_resumed_drl_aug_run_names_its_pictures_by_the_true_epoch(tmp_path):
     attack = FGSM(eps=0.03, iters=1, scale=[0.229, 0.224, 0.225], dim=2)
     step = DRLAugStep(f, g, KDLoss(), attack=attack, ctx=_ctx(tmp_path), norm=([0.45] * 3, [0.225] * 3))
     optimizer, scheduler = build_drl_optimizer(_cfg_sp(), f=f, g=g)
-    engine = Engine(step, optimizer, scheduler, _ctx(tmp_path), epochs=3)
+    engine = Engine(step, optimizer, scheduler, _ctx(tmp_path), {'epochs': 3})
     engine.start_epoch = 2
     engine.fit(_batches(1))
     assert sorted(p.name for p in (tmp_path / 'adversarial').iterdir()) == ['epoch_003.png']

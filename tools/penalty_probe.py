@@ -34,6 +34,7 @@ from drl.static import freeze_frames, shuffle_frames  # noqa: E402
 from engine.build import build_loader  # noqa: E402
 from engine.checkpoint import load_pretrained  # noqa: E402
 from engine.runner import run_entry  # noqa: E402
+from models.outputs import logits_of  # noqa: E402
 
 
 def get_args_parser():
@@ -56,7 +57,7 @@ def kl(o, o_s):
 
 def logits(model, x):
     out = model(x)
-    return (out['pred'] if isinstance(out, dict) else out).float()
+    return logits_of(out).float()
 
 
 def probe_batch(model, x, x_s, y, lr):

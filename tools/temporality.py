@@ -150,7 +150,7 @@ def main(args):
     load_pretrained(model, args.pretrain, copy_head=True)
     model = prepare_model(model, cfg['model'], ctx, args, trainable=False)
     step = StaticViewStep(model, build_criterion(cfg['criterion']).to(ctx.device), data.classes, ctx.seed)
-    engine = Engine(step, None, None, ctx, epochs=0)
+    engine = Engine(step, None, None, ctx)
     stats = {}
     for view in VIEWS:
         step.view = view
