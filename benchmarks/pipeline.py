@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Clip-pipeline throughput per core (BENCHMARKS.md §1).
+"""Clip-pipeline throughput per core (docs/data.md, "Benchmark").
 
 usage: python benchmarks/pipeline.py DIR [--transform train|test] [--repeat N] [--ops]
 
@@ -50,7 +50,7 @@ def full(path, mode, g, transform):
 
 
 def pil_reference(path, mode, g):
-    """The kind of pipeline BENCHMARKS.md §1 measured for the authors, rebuilt for a same-run
+    """The kind of pipeline the project's protocol (docs/data.md, "Benchmark") measured for the authors, rebuilt for a same-run
     comparison: each kept frame becomes a full-size PIL image, then resize / crop / flip /
     colour jitter run frame by frame (same parameters for the clip) with torchvision's PIL
     ops, then to_tensor + normalise. (Seek and decode are ours, so it is, if anything, faster
@@ -129,7 +129,7 @@ def time_ops(repeat=20):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('dir', help='folder of videos (e.g. from ../shared/bench/make_videos.py)')
+    ap.add_argument('dir', help='folder of videos (e.g. from benchmarks/gpu.py make_videos, as `make bench` does)')
     ap.add_argument('--transform', choices=['train', 'test'], default='train')
     ap.add_argument('--repeat', type=int, default=3, help='passes; medians are reported')
     ap.add_argument('--ops', action='store_true', help='also time colour jitter vs torchvision')

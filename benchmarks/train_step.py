@@ -2,7 +2,7 @@
 
 For each workload the same model weights, the same batch and the same device run two steps:
 
-* **published**: the computation of the authors' code (SEMANTICS §4-5), re-implemented plainly:
+* **published**: the computation of the authors' code (docs/drl.md), re-implemented plainly:
   fp32, ``optimizer.zero_grad()`` / ``loss.backward()`` / ``optimizer.step()``; the attack runs
   the spatial model as it is (NCHW layout, BatchNorm layers kept, weights still requiring
   gradients) and takes ``torch.autograd.grad`` w.r.t. the perturbed clip; DRL-dir's static
@@ -87,7 +87,7 @@ class NotEquivalent(AssertionError):
 
 # ---------------------------------------------------------------- the published way
 def published_fgsm(g, x, y_hat, eps, iters, momentum):
-    """Iterative FGSM with momentum on the clip itself (SEMANTICS §4)."""
+    """Iterative FGSM with momentum on the clip itself (docs/drl.md)."""
     std = torch.tensor(STD, device=x.device).view(1, 1, 3, 1, 1, 1)
     x_adv, g_prev = x.detach().clone(), None
     for _ in range(iters):

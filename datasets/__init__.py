@@ -12,10 +12,9 @@ from . import diving48, hmdb51, jester, kinetics, scenemotion, something, ucf101
 from .base import VideoDataset, VideoRecord  # noqa: F401
 from .collate import BadVideoTracker, video_collate  # noqa: F401
 from .decode import VideoDecodeError, read_clips  # noqa: F401
+from .paths import TRAIN_SPLITS, is_train  # noqa: F401
 from .registry import DATASETS
 from .transforms import build_transform
-
-TRAIN_SPLITS = ('train', 'base')
 
 
 def build_dataset(cfg: dict[str, Any], split: str, seed: Optional[int] = None) -> VideoDataset:
@@ -28,7 +27,7 @@ def build_dataset(cfg: dict[str, Any], split: str, seed: Optional[int] = None) -
     args = dcfg.get('args') or {}
     if split not in args:
         raise KeyError(f'dataset.args has no split {split!r} (has: {", ".join(args)})')
-    train = split in TRAIN_SPLITS
+    train = is_train(split)
     transform = build_transform(dcfg.get('transform'), train=train)
     ds = DATASETS.get(dcfg['name'])(cfg, split, args[split], transform)
     ds.seed = int(seed if seed is not None else cfg.get('seed') or 0)

@@ -25,7 +25,7 @@ class VideoRecord:
 
 
 class VideoDataset(torch.utils.data.Dataset):
-    """Clips of annotated videos (SEMANTICS §2).
+    """Clips of annotated videos (docs/data.md, "Clip sampling").
 
     Args:
         records: list of :class:`VideoRecord`.

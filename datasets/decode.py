@@ -69,7 +69,7 @@ def resized_hw(h, w, short_side):
 
 def read_clips(path, n_clips, n_frames, fps, mode, rng=None, kind='video', short_side=None,
                frames_fps=FRAMES_FPS, threads=1, crop=None, decode_device='cpu'):
-    """Read ``n_clips`` clips of ``n_frames`` frames (SEMANTICS §2 sampling).
+    """Read ``n_clips`` clips of ``n_frames`` frames (docs/data.md, "Clip sampling").
 
     Args:
         path: video file (``kind='video'``) or folder of ``00001.jpg…`` (``kind='frames'``).

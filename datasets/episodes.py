@@ -1,4 +1,4 @@
-"""Few-shot episode sampler (SEMANTICS §6).
+"""Few-shot episode sampler (docs/fewshot.md).
 
 An episode draws ``n_way`` distinct classes and, for each, ``n_shot + n_query`` distinct videos;
 the first ``n_shot`` are the support set, the rest the query set. Only classes with at least

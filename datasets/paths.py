@@ -159,9 +159,13 @@ def annotation_phase(clip_args, split, aliases, default_train='train', default_e
     return phase
 
 
+TRAIN_SPLITS = ('train', 'base')
+
+
 def is_train(split):
-    """Training splits get the train transform and random temporal sampling."""
-    return split in ('train', 'base')
+    """Training splits (:data:`TRAIN_SPLITS`) get the train transform and random temporal
+    sampling, and are loaded shuffled with the last partial batch dropped."""
+    return split in TRAIN_SPLITS
 
 
 def finish(cfg, name, split, records, classes, clip_args, transform):

@@ -1,4 +1,4 @@
-"""Clip sampling as pure functions (SEMANTICS §2), so tests can pin them exactly.
+"""Clip sampling as pure functions (docs/data.md, "Clip sampling"), so tests can pin them exactly.
 
 Times are in seconds. A clip of ``n_frames`` frames at ``fps`` lasts
 ``clip_duration = (n_frames + 1) / fps``; the span ``[0, max(0, duration - clip_duration)]``

@@ -1,4 +1,4 @@
-"""Adversarial attacks on the spatial model (SEMANTICS §4), behind the ``ATTACKS`` registry.
+"""Adversarial attacks on the spatial model (docs/drl.md, "DRL by adversarial augmentation"), behind the ``ATTACKS`` registry.
 
 Every attack is called as ``attack(model, x, y) -> x_adv`` with ``x`` a normalised batch
 ``B × K × C × T × H × W`` and ``y`` the (pseudo-)labels ``B``; it maximises

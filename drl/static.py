@@ -23,5 +23,3 @@ def shuffle_frames(x, generator=None):
     idx = order[:, None, :, None].expand(b * k, c, t, h * w)
     return torch.gather(flat, 2, idx).reshape(b, k, c, t, h, w)
 
-
-STATIC_INPUTS = {'freeze': freeze_frames, 'shuffle': shuffle_frames}

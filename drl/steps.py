@@ -1,4 +1,4 @@
-"""The per-batch computations of the DRL scripts (SEMANTICS §5), as engine steps.
+"""The per-batch computations of the DRL scripts (docs/drl.md), as engine steps.
 
 - :class:`DRLAugStep` (``main-drl.py``): the spatial model ``g`` learns to mimic the video model
   ``f`` (``KD``); with an attack ``f`` is also trained on clips perturbed against ``g``

@@ -32,7 +32,7 @@ def base_parser(description, two_configs=False):
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'], help='auto = CUDA when available')
     p.add_argument('--gpu', type=int, default=None, help='GPU index for single-process runs (authors\' flag)')
     p.add_argument('--seed', type=int, default=None, help='random seed (default: config seed, else 0)')
-    p.add_argument('--log', action='store_true', help='authors\' flag; logging to log.txt is always on')
+    p.add_argument('--log', action='store_true', help='authors\' flag, a no-op: logging to log.txt and TensorBoard is always on')
     p.add_argument('--dist-url', default='env://', help='process-group init method (torchrun sets env://)')
     p.add_argument('--dist-backend', default=None, help='gloo (CPU) or nccl (CUDA); default by device')
     p.add_argument('--amp', default='off', choices=['off', 'bf16', 'fp16'],

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from core.errors import UserError
-from datasets import VideoDataset, build_dataset
+from datasets import VideoDataset, build_dataset, is_train
 from datasets.collate import video_collate
 
 from .checkpoint import load_pretrained
@@ -125,16 +125,13 @@ def prepare_model(model: nn.Module, model_cfg: Mapping[str, Any], ctx: RunContex
     return model
 
 
-TRAIN_SPLITS = ('train', 'base')  # splits loaded for training: shuffled, last partial batch dropped
-
-
 def build_data(cfg: Mapping[str, Any], ctx: RunContext, args: Optional[argparse.Namespace],
                splits: Sequence[str]) -> tuple[dict[str, VideoDataset], dict[str, DataLoader]]:
     """Datasets and loaders of the config's ``splits`` that it has (``dataset.args``), keyed by
-    split; :data:`TRAIN_SPLITS` get training loaders."""
+    split; training splits (:func:`datasets.is_train`) get training loaders."""
     data = {s: build_dataset(cfg, s, seed=ctx.seed) for s in splits if s in cfg['dataset']['args']}
     workers = default_workers(cfg, args)
-    loaders = {s: build_loader(d, cfg, ctx, train=s in TRAIN_SPLITS, workers=workers) for s, d in data.items()}
+    loaders = {s: build_loader(d, cfg, ctx, train=is_train(s), workers=workers) for s, d in data.items()}
     for s, d in data.items():
         log.info('%s: %d videos, %d classes', s, len(d), len(d.classes))
     return data, loaders

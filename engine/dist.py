@@ -81,14 +81,6 @@ def all_gather_objects(obj):
     return out
 
 
-def broadcast_object(obj, src=0):
-    if not is_enabled():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def cleanup():
     if is_enabled():
         dist.destroy_process_group()

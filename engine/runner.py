@@ -106,7 +106,7 @@ def config_run_name(cfg_path):
 
 
 def default_output_dir(cfg_path, pretrain=None, debug=False):
-    """The authors' checkpoint-dir rule (SEMANTICS §1)."""
+    """The authors' checkpoint-dir rule (README "Where results go")."""
     name = config_run_name(cfg_path)
     out = os.path.join(os.path.dirname(pretrain), name) if pretrain else os.path.join('checkpoints', name)
     return out + '_debug' if debug else out

@@ -1,6 +1,6 @@
 """DRL steps with real models through the real engine: scoring leaves the video model
 bit-for-bit unchanged, a DRL-aug step updates both parameter groups with their own learning
-rates, and DRL-dir's losses / gradient reversal do what SEMANTICS §5 says."""
+rates, and DRL-dir's losses / gradient reversal do what docs/drl.md says."""
 import copy
 
 import pytest

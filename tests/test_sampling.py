@@ -1,4 +1,4 @@
-"""Clip sampling (SEMANTICS §2) pinned exactly."""
+"""Clip sampling (docs/data.md, "Clip sampling") pinned exactly."""
 import pytest
 import torch
 
