@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from core.config_schema import IMAGENET_MEAN, IMAGENET_STD
+
 from .colour import jitter_normalize
 from .decode import read_clips, resized_hw
 from .device_augment import DeviceAugment, pack_params
@@ -96,7 +98,7 @@ class VideoTransform:
     """
 
     def __init__(self, *, resize=None, crop=None, hflip=False, color_jitter=None,
-                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), rnd_scale=None,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, rnd_scale=None,
                  rnd_ratio=None, train=True, device_augment=False):
         self.resize, self.crop, self.train = resize, crop, train
         self.hflip = bool(hflip) and train
@@ -229,7 +231,7 @@ def build_transform(tcfg, train):
         resize = tcfg['crop']  # test with random-resized-crop training: resize to the crop
     return VideoTransform(
         resize=resize, crop=tcfg.get('crop'), hflip=tcfg.get('hflip', False),
-        color_jitter=tcfg.get('color_jitter'), mean=norm.get('mean', (0.485, 0.456, 0.406)),
-        std=norm.get('std', (0.229, 0.224, 0.225)), rnd_scale=tcfg.get('rnd_scale'),
+        color_jitter=tcfg.get('color_jitter'), mean=norm.get('mean', IMAGENET_MEAN),
+        std=norm.get('std', IMAGENET_STD), rnd_scale=tcfg.get('rnd_scale'),
         rnd_ratio=tcfg.get('rnd_ratio'), train=train,
         device_augment=tcfg.get('device_augment', False))
