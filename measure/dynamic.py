@@ -82,3 +82,120 @@ def per_class_scores(logits, logits_sp, labels, n_class):
 def agreement(logits_sp, pseudo_labels):
     """Top-1 agreement (percent) of the spatial model with the video model's predictions."""
     return 100 * (logits_sp.argmax(1) == pseudo_labels).float().mean().item()
+
+
+# ---------------------------------------------------------------- the measure
+
+def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference=None, workers=0,
+                  batch_size=None, progress=True, log=None, recipe=None):
+    """The paper's dynamic score of a video model, with its CIs (docs/drl.md, "Dynamic score").
+
+    A frame-wise mimic learns the video model's outputs (KD, :mod:`measure.mimic`) on the
+    training pool of :func:`measure.mimic.scoring_splits` and is measured on the scored split:
+    ``value`` = 1 − agreement of the argmaxes, averaged over ``mimic_seeds`` mimics.
+
+    Args:
+        model: the video model (``nn.Module``, eval mode, on ``device``); never changed.
+        cfg: the loaded config (:func:`core.config.load_config`) of the data the model is scored
+            on. SceneMotion: any subset's config (scored on transfer-test, see
+            :func:`measure.mimic.scoring_splits`).
+        device: where the mimic trains. mimic_seeds: mimics trained (≥ 1), seeds ``seed``,
+            ``seed + 1``, ...
+        static_reference: a frame-wise model (``nn.Module``) scored by the same mimics' recipe
+            and seeds: its score is the ``floor``.
+        workers: DataLoader workers for decoding; batch_size: the mimic's batch (default: the
+            recipe's). progress: a progress bar per mimic; log: a ``logging.Logger``.
+        recipe: a :class:`measure.mimic.MimicRecipe` or a dict of its fields (default:
+            :func:`measure.mimic.default_recipe`).
+    Returns:
+        :func:`measure.stats.result` with ``value``, ``ci95`` (bootstrap over videos of the
+        seed-averaged disagreement), ``ci95_mimic`` (Student-t over mimic seeds, ``None`` for
+        one seed), ``sd_mimic``, ``per_seed``, ``split``, ``train_splits``, ``n_train``,
+        ``per_class`` (class → score), ``floor`` / ``floor_per_seed`` (with a reference),
+        ``Acc@1`` (video model) and ``Acc@1_mimic`` (percent, on the scored split),
+        ``agreement_train`` (the mimic's agreement on its own training pool, centre crops),
+        ``recipe`` and ``time_s``.
+    """
+    import logging
+    import time
+
+    from . import mimic as M
+    from .stats import bootstrap_mean_ci, mean_ci, result
+
+    log = log or logging.getLogger('measure')
+    if int(mimic_seeds) < 1:
+        raise ValueError(f'mimic_seeds must be at least 1, got {mimic_seeds}')
+    if recipe is None:
+        recipe = M.default_recipe(cfg)
+    elif isinstance(recipe, dict):
+        recipe = M.MimicRecipe.from_dict({**M.default_recipe(cfg).as_dict(), **recipe})
+    if batch_size:
+        recipe = M.MimicRecipe.from_dict({**recipe.as_dict(), 'batch_size': int(batch_size)})
+    t0 = time.perf_counter()
+    scored_spec, train_specs = M.scoring_splits(cfg, recipe.pool)
+    test = M.load_bank(cfg, scored_spec, workers=workers)
+    pool = [M.load_bank(cfg, s, workers=workers) for s in train_specs]
+    if len(set(test.labels.tolist())) < 2:
+        raise ValueError(f'{test.name}: the dynamic score needs at least 2 classes, found '
+                         f'{len(set(test.labels.tolist()))}')
+    log.info('dynamic score: mimic trains on %s (%d videos), scored on %s (%d videos); %d mimic seed(s)',
+             ', '.join(b.name for b in pool), sum(len(b) for b in pool), test.name, len(test), mimic_seeds)
+    seeds = [int(seed) + j for j in range(int(mimic_seeds))]
+
+    def run(teacher, tag):
+        o = M.predict(teacher, test, device=device)
+        n_class = o.shape[1]
+        cached = [M.predict(teacher, b, device=device) for b in pool]
+        agree, acc_sp, agree_train = [], [], []
+        for s in seeds:
+            bar = None
+            if progress:
+                from tqdm import tqdm
+                bar = tqdm(desc=f'{tag} mimic seed {s}', leave=False, dynamic_ncols=True)
+
+            def tick(step, steps, loss, bar=bar):
+                if bar is not None:
+                    bar.total = steps
+                    bar.update(1)
+                    bar.set_postfix(loss=f'{loss:.3f}', refresh=False)
+            g = M.train_mimic(teacher, pool, recipe, seed=s, device=device, n_class=n_class, cached=cached,
+                              progress=tick)
+            if bar is not None:
+                bar.close()
+            o_sp = M.predict(g, test, device=device)
+            agree.append((o_sp.argmax(1) == o.argmax(1)).float())
+            acc_sp.append(100 * (o_sp.argmax(1) == test.labels).float().mean().item())
+            n_tr = sum(len(b) for b in pool)
+            agree_train.append(sum((M.predict(g, b, device=device).argmax(1) == c.argmax(1)).sum().item()
+                                   for b, c in zip(pool, cached)) / n_tr)
+            log.info('%s mimic seed %d: dynamic score %.4f (agreement on its training pool %.4f)',
+                     tag, s, 1 - agree[-1].mean().item(), agree_train[-1])
+        return o, torch.stack(agree), acc_sp, agree_train
+
+    o, agree, acc_sp, agree_train = run(model, 'model')
+    per_video = 1 - agree.mean(0)  # N: disagreement averaged over mimic seeds
+    per_seed = [1 - a.mean().item() for a in agree]
+    mean, sd, hw = mean_ci(per_seed)
+    extra = {}
+    floor = None
+    if static_reference is not None:
+        _, agree_ref, acc_ref, agree_train_ref = run(static_reference, 'reference')
+        floor_seeds = [1 - a.mean().item() for a in agree_ref]
+        floor = sum(floor_seeds) / len(floor_seeds)
+        extra.update(floor_per_seed=floor_seeds,
+                     floor_ci95=list(bootstrap_mean_ci(1 - agree_ref.mean(0))),
+                     **{'Acc@1_mimic_reference': sum(acc_ref) / len(acc_ref),
+                        'agreement_train_reference': sum(agree_train_ref) / len(agree_train_ref)})
+    per_class = {}
+    for c, name in enumerate(test.classes):
+        m = test.labels == c
+        if m.any():
+            per_class[name] = per_video[m].mean().item()
+    return result(
+        mean, bootstrap_mean_ci(per_video), split=test.name, n=len(test), per_class=per_class, floor=floor,
+        ci95_mimic=None if hw is None else [mean - hw, mean + hw], sd_mimic=sd, per_seed=per_seed,
+        mimic_seeds=seeds, train_splits=[b.name for b in pool], n_train=sum(len(b) for b in pool),
+        **{'Acc@1': 100 * (o.argmax(1) == test.labels).float().mean().item(),
+           'Acc@1_mimic': sum(acc_sp) / len(acc_sp)},
+        agreement_train=sum(agree_train) / len(agree_train), recipe=recipe.as_dict(),
+        time_s=time.perf_counter() - t0, **extra)
