@@ -169,11 +169,14 @@ class FrameBank:
         frames: uint8 ``N × K × T × H × W × 3``; labels: int64 ``N`` (the split's own labels,
             only for accuracies); classes: class names; name: ``subset/phase``.
         crop: side of the centre crop the models see; mean, std: the normalisation.
+        paths: the video files (set by :func:`load_bank`); n_bad: videos that could not be
+            decoded (skipped, counted).
     """
 
     def __init__(self, frames: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], name: str,
                  crop: Optional[int], mean: Sequence[float], std: Sequence[float]) -> None:
         self.frames, self.labels, self.classes, self.name = frames, labels, list(classes), name
+        self.paths, self.n_bad = [], 0
         h, w = frames.shape[-3:-1]
         self.crop = int(crop) if crop else min(h, w)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1, 1)
@@ -210,7 +213,7 @@ def load_bank(cfg: Mapping[str, Any], spec: tuple[Optional[str], str], *, worker
     ds = _split_dataset(cfg, spec, _bank_transform(cfg))
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
                                          collate_fn=list)
-    frames, labels, bad = [], [], 0
+    frames, labels, paths, bad = [], [], [], 0
     for items in loader:
         for it in items:
             if 'error' in it:
@@ -218,6 +221,7 @@ def load_bank(cfg: Mapping[str, Any], spec: tuple[Optional[str], str], *, worker
                 continue
             frames.append(it['video'])
             labels.append(it['label'])
+            paths.append(ds.records[it['index']].path)
     if bad:
         log.warning('%s: %d undecodable videos skipped', split_name(spec), bad)
     if not frames:
@@ -226,7 +230,7 @@ def load_bank(cfg: Mapping[str, Any], spec: tuple[Optional[str], str], *, worker
     norm = t.get('normalize') or {}
     bank = FrameBank(torch.stack(frames), torch.tensor(labels, dtype=torch.long), ds.classes, split_name(spec),
                      t.get('crop'), norm.get('mean', (0.485, 0.456, 0.406)), norm.get('std', (0.229, 0.224, 0.225)))
-    bank.n_bad = bad
+    bank.n_bad, bank.paths = bad, paths
     return bank
 
 
