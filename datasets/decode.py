@@ -20,9 +20,11 @@ through PyAV's hardware acceleration (``av.codec.hwaccel``, NVDEC): same samplin
 frame selection, the decoded frames are downloaded (NV12) and converted on the CPU as above.
 Where no hardware decoder is usable the reader decodes on the CPU and says so once per process.
 """
+import bisect
 import ctypes
 import functools
 import logging
+import math
 import os
 import threading
 
@@ -34,7 +36,7 @@ from av.video.reformatter import VideoReformatter
 
 from core.errors import UserError
 
-from .sampling import clip_indices
+from .sampling import EPS, clip_indices, clip_positions, positions_to_indices
 
 log = logging.getLogger(__name__)
 
@@ -369,11 +371,14 @@ class _Converter:
     def __init__(self, short_side, crop, n_max):
         self.short_side, self.crop, self.n_max = short_side, crop, n_max
         self.box, self.count, self.pix = None, 0, None
+        self.orient, self.orientation = None, None
 
     def _setup(self, f):
         self.pix = f.format.name
         self.h, self.w = h, w = resized_hw(f.height, f.width, self.short_side)
-        self.box = _box(self.crop, h, w)
+        self.orient, self.orientation = display_orientation(f)
+        # the transform's crop box is in upright coordinates: upright frames are cropped there
+        self.box = None if self.orient else _box(self.crop, h, w)
         top, left, ch, cw = self.box or (0, 0, h, w)
         self.rows, self.cols = slice(top, top + ch), slice(left, left + cw)
         self.yuv = self.pix in ('yuv420p', 'yuvj420p', 'nv12')
@@ -408,13 +413,62 @@ class _Converter:
         return i
 
     def finish(self, converted):
-        """The converted frames, in the order given, as one N × h × w × 3 array."""
+        """The converted frames, in the order given, as one N × h × w × 3 array, upright
+        (the stream's display matrix applied, :func:`display_orientation`)."""
         if not self.yuv:
-            return np.stack(converted)
+            return upright(np.stack(converted), self.orient)
         n, (ch, cw) = self.count, self.buf.shape[2:]
         yuv = cv2.merge([self.buf[p, :n].reshape(n * ch, cw) for p in range(3)])
         rgb = cv2.transform(yuv, self.matrix).reshape(n, ch, cw, 3)
-        return rgb if converted == list(range(n)) else rgb[converted]
+        return upright(rgb if converted == list(range(n)) else rgb[converted], self.orient)
+
+
+# ------------------------------------------------------------------------------- orientation
+_DISPLAYMATRIX = av.sidedata.sidedata.Type.DISPLAYMATRIX
+
+
+def display_orientation(frame):
+    """How a decoded frame is shown, from its display matrix (the side data phones write,
+    ``rotate=90`` in older tools): ``(orient, description)``.
+
+    ``orient`` is ``None`` for an upright frame or ``(transpose, flip_rows, flip_cols)``, the
+    steps :func:`upright` takes. The matrix maps a stored pixel ``(x, y)`` to the display at
+    ``(a·x + c·y, b·x + d·y)`` (FFmpeg's convention, 16.16 fixed point): with ``a = d = 0`` the
+    axes swap (90° / 270°, possibly mirrored), and a negative coefficient reverses that display
+    axis. A rotation that is not a multiple of 90° is left as stored, with a warning.
+    """
+    data = next((bytes(sd) for sd in frame.side_data if sd.type == _DISPLAYMATRIX), None)
+    if data is None or len(data) < 36:
+        return None, None
+    m = np.frombuffer(data[:36], np.int32).astype(np.float64)
+    a, b, c, d = m[0], m[1], m[3], m[4]
+    swap = abs(b) > abs(a)
+    x_from, y_from = (c, b) if swap else (a, d)  # the coefficients that carry each display axis
+    off = (a, d) if swap else (b, c)
+    if min(abs(x_from), abs(y_from)) < 1e-3 * max(abs(m[:5]).max(), 1) \
+            or max(abs(off[0]), abs(off[1])) > 1e-3 * abs(x_from):
+        _warn_once(('rotation', frame.rotation), 'a display matrix rotating by %s degrees is '
+                   'not a multiple of 90; such videos are read as stored', frame.rotation)
+        return None, None
+    orient = (bool(swap), bool(y_from < 0), bool(x_from < 0))
+    if orient == (False, False, False):
+        return None, None
+    mirrored = (a * d - b * c) < 0
+    return orient, f'rotated {frame.rotation} degrees' + (', mirrored' if mirrored else '')
+
+
+def upright(frames, orient):
+    """``N × H × W × C`` frames as displayed: the steps of :func:`display_orientation`."""
+    if orient is None:
+        return frames
+    swap, flip_rows, flip_cols = orient
+    if swap:
+        frames = frames.transpose(0, 2, 1, 3)
+    if flip_rows:
+        frames = frames[:, ::-1]
+    if flip_cols:
+        frames = frames[:, :, ::-1]
+    return np.ascontiguousarray(frames)
 
 
 def _read_container(container, path, n_clips, n_frames, fps, mode, rng, short_side, threads,
@@ -424,18 +478,83 @@ def _read_container(container, path, n_clips, n_frames, fps, mode, rng, short_si
     stream = container.streams.video[0]
     stream.thread_count = threads
     src_fps, n_src, duration = _stream_info(container, stream, path)
-    indices = clip_indices(duration, src_fps, n_src, n_clips, n_frames, fps, mode, rng)
-    need = sorted({i for c in indices for i in c})
-    convert = _Converter(short_side, crop, len(need) + 1)  # +1: a padding frame
-    frames = decode_indices(container, stream, need, src_fps, convert, path)
-    video = _gather(frames, indices, convert.finish)
-    return video, {'src_fps': src_fps, 'n_src_frames': n_src, 'duration': duration,
-                   'indices': indices, 'crop': convert.box}
+    state = rng.get_state() if rng is not None else None
+    positions = clip_positions(duration, src_fps, n_src, n_clips, n_frames, fps, mode, rng)
+    known_end = _short_files.get(_file_key(path))
+    if known_end is not None and past_end(max(max(c) for c in positions), known_end):
+        # learnt earlier in this process: this clip reaches past the file's true end
+        positions = _within(known_end, state, rng, src_fps, n_clips, n_frames, fps, mode)
+    try:
+        return _decode_clips(container, stream, path, positions, src_fps, n_src, short_side,
+                             crop)
+    except _ShortFile as short:
+        _learn_short(path, short.end, n_src, src_fps)
+        positions = _within(short.end, state, rng, src_fps, n_clips, n_frames, fps, mode)
+        return _decode_clips(container, stream, path, positions, src_fps, n_src, short_side,
+                             crop, short=short.end)
+
+
+def _decode_clips(container, stream, path, positions, src_fps, n_src, short_side, crop,
+                  short=None):
+    need = sorted({p for c in positions for p in c})
+    convert = _Converter(short_side, crop, len(need) + 1)
+    frames = decode_indices(container, stream, need, src_fps, convert, path,
+                            n_src=None if short is not None else n_src)
+    video = _gather(frames, positions, convert.finish)
+    n_true = n_src if short is None else math.floor(short) + 1
+    return video, {'src_fps': src_fps, 'n_src_frames': n_true, 'duration': n_true / src_fps,
+                   'indices': positions_to_indices(positions), 'crop': convert.box,
+                   'orientation': convert.orientation,
+                   'header_frames': n_src if short is not None else None}
+
+
+# ------------------------------------------------------------------ files shorter than header
+class _ShortFile(Exception):
+    """The decodable frames end well before the frame count of the header (a truncated file);
+    ``end``: position (in source frames) of the last decodable frame."""
+
+    def __init__(self, end):
+        super().__init__(end)
+        self.end = end
+
+
+# Per process: file -> position of its last decodable frame, for files whose header promises
+# more frames than they hold. Only a shortcut: a clip comes out the same whether or not this
+# process has seen the file before (see _read_container), so DataLoader workers, which each
+# have their own copy, and resumed runs agree.
+_short_files = {}
+
+
+def _file_key(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return path
+    return path, st.st_size, st.st_mtime_ns
+
+
+def _learn_short(path, end, n_src, src_fps):
+    key = _file_key(path)
+    if key not in _short_files:
+        _short_files[key] = end
+        log.warning('%s: the header promises %d frames but only %d decode (truncated file?); '
+                    'its clips are sampled within the frames it holds, never padded',
+                    path, n_src, math.floor(end) + 1)
+
+
+def _within(end, state, rng, src_fps, n_clips, n_frames, fps, mode):
+    """The clip positions drawn again, with the same draws, for a video whose last decodable
+    frame is at position ``end``: as if its header had said ``floor(end) + 1`` frames."""
+    if state is not None:
+        rng.set_state(state)
+    n = math.floor(end) + 1
+    return clip_positions(n / src_fps, src_fps, n, n_clips, n_frames, fps, mode, rng)
 
 
 def _gather(frames, indices, finish=np.stack):
-    """``{index: converted frame}``, K lists of T indices -> uint8 tensor K × T × H × W × 3
-    (``finish`` turns the converted frames, in index order, into one N × H × W × 3 array)."""
+    """``{key: converted frame}``, K lists of T keys -> uint8 tensor K × T × H × W × 3
+    (``finish`` turns the converted frames, in key order, into one N × H × W × 3 array; keys
+    are source frame indices or positions)."""
     keys = sorted(frames)
     stack = torch.from_numpy(finish([frames[k] for k in keys]))
     flat = [i for clip in indices for i in clip]
@@ -446,76 +565,176 @@ def _gather(frames, indices, finish=np.stack):
     return stack[torch.tensor([pos[i] for i in flat])].view(k, t, *stack.shape[1:])
 
 
-def decode_indices(container, stream, need, src_fps, convert, path='<video>'):
-    """Decode the sorted unique source frame indices ``need``; ``convert(frame)`` only those.
+def frame_positions(stream, src_fps):
+    """``position(pts, prev) -> float | int``: where a frame sits, in source frames from the
+    stream's start (``(pts - start) * time_base * src_fps``). A frame within half a tick of the
+    time base from a whole position is put on it: a constant-frame-rate file (even one whose
+    container rounds timestamps, e.g. Matroska's milliseconds) has frame ``i`` at exactly
+    ``i``. A frame without pts follows the previous one."""
+    tb = float(stream.time_base)
+    t0 = stream.start_time or 0
+    snap = tb * src_fps / 2 + 1e-9
 
-    Seeks (to the keyframe at or before the target) only when the next needed frame is more
-    than ``SEEK_GAP_S`` ahead. Packets of frames that are not needed are decoded with
+    def position(ts, prev):
+        if ts is None:
+            return prev + 1
+        p = (ts - t0) * tb * src_fps
+        r = round(p)
+        return r if abs(p - r) <= snap else p
+    return position
+
+
+def decode_indices(container, stream, need, src_fps, convert, path='<video>', n_src=None):
+    """The frame on screen at each of the sorted positions ``need`` (source frames from the
+    start: ``t * src_fps``): the last frame whose position is at or before it (within ``EPS``);
+    ``convert(frame)`` is called once per frame returned.
+
+    On a constant-frame-rate file frame ``i`` sits at ``i``, so integer ``need`` are frame
+    indices. On a variable-frame-rate file a frame shown for longer than one frame interval
+    (a held frame) is returned for every time it is on screen, and a frame is never returned
+    before its time. A frame is known to be the answer once the next one has been decoded.
+
+    Seeks (to the keyframe at or before the target) only when the next needed position is more
+    than ``SEEK_GAP_S`` ahead. Packets that cannot hold an answer are decoded with
     ``skip_frame='NONREF'``: the decoder drops them if no other frame references them (the
-    B-frames of long-GOP files), which is exact and saves much of the pre-roll after a seek.
-    Indices past the last decodable frame get the last frame (padding). ``convert=None``
-    decodes without converting (the decode-only benchmark). Returns ``{index: convert(frame)}``.
+    B-frames of long-GOP files), which is exact and saves much of the pre-roll after a seek;
+    should a dropped frame turn out to be an answer (a held frame), that stretch is decoded
+    again without dropping. Positions past the last frame get the last frame (the end of the
+    video). With ``n_src`` (the header's frame count), a file whose decodable frames end more
+    than a frame before it promises raises ``_ShortFile``. ``convert=None`` decodes without
+    converting (the decode-only benchmark). Returns ``{position: convert(frame)}``.
     """
     tb = float(stream.time_base)
     t0 = stream.start_time or 0
     gap = max(1, int(SEEK_GAP_S * src_fps))
     convert = convert or (lambda f: f)
     cc = stream.codec_context
-    wanted = set(need)
-    started = [False]
+    position = frame_positions(stream, src_fps)
+    state = {'started': False, 'exact': False, 'error': None}
+    dropped = set()  # positions of packets sent with NONREF and not (yet) seen decoded
 
-    def index_of(ts, prev):
-        return prev + 1 if ts is None else round((ts - t0) * tb * src_fps)
+    def may_answer(p):
+        """Whether the frame at ``p`` may be on screen at a needed position: it is within one
+        frame interval before one (on-grid frames: exactly the frame ``floor(s + EPS)``), two for
+        off-grid ones (variable frame rate), or among the last frames of the file."""
+        i = bisect.bisect_left(need_eps, p)
+        if i == len(need_eps):
+            return False  # after every needed position: never on screen at one
+        return need_eps[i] - p < (1 if isinstance(p, int) else 2)
 
-    def decoded(frames_of_packets):
-        idx = -1
-        for packet in frames_of_packets:
-            skip = ('DEFAULT' if not SKIP_NONREF or packet.pts is None
-                    or index_of(packet.pts, 0) in wanted else 'NONREF')
+    need_eps = [s + EPS for s in need]
+
+    def decoded(packets):
+        pos = -1
+        packets = iter(packets)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except (av.FFmpegError, EOFError) as e:  # unreadable: the data ends here
+                state['error'] = e
+                return
+            skip = 'DEFAULT'
+            if SKIP_NONREF and not state['exact'] and packet.pts is not None:
+                p = position(packet.pts, 0)
+                if not may_answer(p):
+                    skip = 'NONREF'
+                    dropped.add(p)
             if cc.skip_frame != skip:
                 cc.skip_frame = skip
-            for frame in packet.decode():
-                idx = index_of(frame.pts, idx)
-                yield idx, frame
+            try:
+                frames = packet.decode()
+            except (av.FFmpegError, EOFError) as e:
+                if _more_packets(packets):
+                    raise  # damage inside the file, not its end: undecodable
+                state['error'] = e  # the last packet is cut short (a truncated file)
+                return
+            for frame in frames:
+                pos = position(frame.pts, pos)
+                dropped.discard(pos)
+                yield pos, frame
 
     def frames_from(target):
-        """Yield (index, frame) from the keyframe before ``target`` onward."""
-        if target > 0 or started[0]:
+        """Yield (position, frame) from the keyframe before ``target`` onward."""
+        if target > 0 or state['started']:
             container.seek(t0 + int(target / src_fps / tb), backward=True, any_frame=False,
                            stream=stream)
-        started[0] = True
-        for idx, frame in decoded(container.demux(stream)):
-            if idx > target > 0:  # seek overshot (bad index): rewind and decode from the start
+        state['started'] = True
+        for pos, frame in decoded(container.demux(stream)):
+            if pos > target + EPS and target > 0:
+                # seek overshot (bad index): rewind and decode from the start
                 container.seek(t0, backward=True, any_frame=False, stream=stream)
                 yield from decoded(container.demux(stream))
                 return
             target = -1  # check only the first frame after a seek
-            yield idx, frame
+            yield pos, frame
 
-    out, j, last, it, pos = {}, 0, None, None, -1
+    out, j, prev, it = {}, 0, None, None  # prev: [position, frame, converted or None]
+
+    def answer(s):
+        if prev[2] is None:
+            prev[2] = convert(prev[1])
+        out[s] = prev[2]
+
+    def lost_answer(upto):
+        """Whether a dropped frame, not ``prev``, is the last one at or before ``upto``."""
+        return any(prev[0] < p <= upto for p in dropped)
+
     while j < len(need):
-        if it is None or need[j] - pos > gap:
-            it = frames_from(need[j])
-        ended = True
-        for idx, frame in it:
-            last, pos = frame, idx
-            if idx < need[j]:
-                continue  # before the clip: decoded but never converted
-            arr = convert(frame)
-            while j < len(need) and need[j] <= idx:
-                out[need[j]] = arr
+        if it is None or need[j] - prev[0] > gap:
+            it, prev = frames_from(need[j]), None
+        redo = stopped = False
+        for pos, frame in it:
+            while j < len(need) and pos > need_eps[j]:  # ``frame`` ends what prev showed
+                if prev is None:  # nothing before the first frame: it is what is shown
+                    prev = [pos, frame, None]
+                elif dropped and lost_answer(need_eps[j]):
+                    redo = True
+                    break
+                answer(need[j])
                 j += 1
-            if j == len(need) or need[j] - idx > gap:
-                ended = False
+            if redo:
                 break
-        if ended:  # decoder ran dry: pad with the last frame it gave
-            if last is None:
-                raise VideoDecodeError(path, 'no decodable video frames')
-            arr = convert(last)
-            while j < len(need):
-                out[need[j]] = arr
-                j += 1
+            if prev is None or prev[1] is not frame:
+                prev = [pos, frame, None]
+            if j == len(need) or need[j] - pos > gap:
+                stopped = True
+                break
+        if redo or (not stopped and prev is not None and dropped
+                    and lost_answer(float('inf'))):
+            # an answer was dropped (a held frame of a variable-rate file): decode that
+            # stretch again without dropping anything
+            state['exact'], it = True, None
+            dropped.clear()
+            continue
+        if stopped:
+            continue
+        # the decoder ran dry: the end of the video, or of what a truncated file holds
+        if prev is None:
+            err = state['error']
+            raise VideoDecodeError(path, f'{type(err).__name__}: {err}' if err is not None
+                                   else 'no decodable video frames')
+        if n_src is not None and prev[0] < n_src - 1.5 and past_end(need[-1], prev[0]):
+            raise _ShortFile(prev[0])
+        while j < len(need):
+            answer(need[j])
+            j += 1
     return out
+
+
+def past_end(position, end):
+    """Whether a clip position needs a frame after the one at ``end`` (the last decodable
+    frame of a file shorter than its header): it is a frame interval or more beyond it."""
+    return position + EPS >= end + 1
+
+
+def _more_packets(packets):
+    """Whether a demuxer has packets left (consumes at most one)."""
+    try:
+        return any(p.size > 0 for p in packets)
+    except (av.FFmpegError, EOFError):
+        return False
 
 
 def _read_frame_folder(path, n_clips, n_frames, fps, mode, rng, short_side, frames_fps, crop):

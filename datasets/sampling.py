@@ -7,6 +7,11 @@ segment, ``uniform`` takes each segment's middle. Frame ``k`` of a clip is shown
 ``start + k / fps`` and maps onto the source frame ``floor(t * src_fps + eps)``: source frames
 repeat when the source is slower than ``fps``, are skipped when faster, and the last source
 frame repeats when the clip runs past the end (last-frame padding).
+
+The decoder works with the same times, measured in source frames (:func:`clip_positions`,
+``t * src_fps`` clamped to ``[0, n_src_frames - 1]``): it returns the frame on screen at each
+position, the last frame whose pts is at or before it. On a constant-frame-rate file frame
+``i`` sits at position ``i``, so that frame is ``floor(position + eps)``, the index above.
 """
 import math
 
@@ -72,6 +77,26 @@ def clip_indices(duration, src_fps, n_src_frames, n_clips, n_frames, fps, mode, 
     fps = resolve_fps(fps, src_fps)
     starts = clip_starts(duration, n_clips, n_frames, fps, mode, rng)
     return [frame_indices(frame_times(s, n_frames, fps), src_fps, n_src_frames) for s in starts]
+
+
+def clip_positions(duration, src_fps, n_src_frames, n_clips, n_frames, fps, mode, rng=None):
+    """Like :func:`clip_indices` (same draws from ``rng``), but each sampled time as a position
+    in source frames, ``t * src_fps`` clamped to ``[0, n_src_frames - 1]``, not rounded.
+
+    ``positions_to_indices`` of the result equals :func:`clip_indices`' result.
+    """
+    if n_src_frames < 1:
+        raise ValueError('video has no frames')
+    fps = resolve_fps(fps, src_fps)
+    last = n_src_frames - 1
+    starts = clip_starts(duration, n_clips, n_frames, fps, mode, rng)
+    return [[min(last, max(0.0, t * src_fps)) for t in frame_times(s, n_frames, fps)]
+            for s in starts]
+
+
+def positions_to_indices(positions):
+    """Positions (:func:`clip_positions`) -> source frame indices, ``floor(p + eps)``."""
+    return [[math.floor(p + EPS) for p in clip] for clip in positions]
 
 
 def sparse_transpose(clips):

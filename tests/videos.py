@@ -137,3 +137,52 @@ def write_audio_only(path, seconds=1.0, rate=16000):
         for p in s.encode():
             c.mux(p)
     return path
+
+
+def write_vfr(path, times, size=(64, 48), frame_fn=index_frame, time_base=90000, bframes=2,
+              rotation=None, hflip=False, vflip=False, faststart=False):
+    """H.264 ``.mp4`` whose frame ``i`` has presentation time ``times[i]`` seconds (any
+    increasing times: a variable frame rate, a held frame), stored in a ``1/time_base`` time
+    base. ``rotation`` (degrees counter-clockwise) / ``hflip`` / ``vflip`` write a display
+    matrix, as a phone does. Returns ``path``."""
+    w, h = size
+    rate = fractions.Fraction(max(1, round((len(times) - 1) / (times[-1] - times[0] or 1))))
+    tb = fractions.Fraction(1, time_base)
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    options = {'movflags': 'faststart'} if faststart else {}
+    with av.open(path, 'w', options=options) as c:
+        s = c.add_stream('libx264', rate=rate)
+        s.width, s.height, s.pix_fmt = w, h, 'yuv420p'
+        s.codec_context.time_base = tb
+        s.options = {'g': '12', 'bf': str(bframes), 'crf': '18'}
+        if rotation is not None or hflip or vflip:
+            s.set_display_rotation(rotation or 0, hflip=hflip, vflip=vflip)
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(frame_fn(i, h, w), format='rgb24')
+            frame.pts, frame.time_base = round(t * time_base), tb
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def truncate_video(src, dst, keep_packets):
+    """A copy of ``src`` cut inside its video data, after its first ``keep_packets`` packets
+    (plus a few bytes of the next one): a faststart file then keeps a header that promises
+    every frame. Returns ``dst``."""
+    with av.open(src) as c:
+        ends = sorted(p.pos + p.size for p in c.demux(c.streams.video[0]) if p.size)
+    with open(src, 'rb') as f:
+        data = f.read()
+    with open(dst, 'wb') as f:
+        f.write(data[:ends[keep_packets - 1] + 7])
+    return dst
+
+
+def pts_seconds(path):
+    """Presentation times (s, from the stream start) of every frame PyAV decodes, in order."""
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        t0 = s.start_time or 0
+        return [float((f.pts - t0) * s.time_base) for f in c.decode(s)]
