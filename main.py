@@ -10,7 +10,7 @@ import os
 
 from core.config import check_overrides_prefixes, load_config
 from core.errors import UserError
-from debias.batch_mix import build_batch_mix
+from debias import build_method
 from engine.args import base_parser
 from engine.build import build_run
 from engine.runner import apply_batch_flags, default_output_dir, run_entry
@@ -47,7 +47,7 @@ def main(args):
             cfg, ctx, args, classes=next(iter(data.values())).classes,
             pretrain=None if args.evaluate else args.pretrain or cfg['model']['pretrain'],
             evaluate_weights=evaluation_weights(args, out_dir) if args.evaluate else None,
-            predictions_to=predictions, method=build_batch_mix(cfg))
+            predictions_to=predictions, method=build_method(cfg))
 
     splits = ['test_final'] if args.evaluate else ['train', 'test', 'test_final']
     run = build_run(args, cfg, out_dir, make_step, splits=splits,

@@ -292,10 +292,22 @@ CFG_SCHEMA = {
     'criterion': Default({}, {'name': Default('CrossEntropyLoss', str), 'args': Default({}, ANY)}),
     'seed': Default(0, int),
     'eval_period': Default(1, Range(int, lo=1)),  # validate every N epochs (and after the last)
-    # main.py: batch de-biasing augmentation (datasets/batch_mix.py); absent: off
+    # main.py / main-fsl.py's base training: the de-biasing method (debias/, docs/methods.md);
+    # absent: off. name: stillmix | background_erasing | fame | albar | mixup | cutmix; each
+    # method reads its own keys (StillMix / BE: mix, prob, consistency; the others their block)
     'augment': {'name': str,
                 'mix': Default([0.3, 0.7], ListOf(Range(NUM, 0, 1), length=2, ordered=True)),
-                'prob': Default(1.0, Range(NUM, 0, 1)), 'consistency': Default(0.0, NUM)},
+                'prob': Default(1.0, Range(NUM, 0, 1)), 'consistency': Default(0.0, Range(NUM, lo=0)),
+                # foreground share β; the authors' colour-histogram refinement of the mask
+                'fame': Default({}, {'fg_fraction': Default(0.5, Range(NUM, 0, 1, lo_open=True, hi_open=True)),
+                                     'refine': Default(True, bool)}),
+                # −α·CE + β·neg. entropy + γ·grad penalty on the static clip; null frame: T // 2
+                'albar': Default({}, {'alpha': Default(1.0, Range(NUM, lo=0)),
+                                      'beta': Default(4.25, Range(NUM, lo=0)),
+                                      'gamma': Default(10.0, Range(NUM, lo=0)),
+                                      'static_frame': Default(None, Range((int, NONE), lo=0))}),
+                'mixup': Default({}, {'alpha': Default(0.8, Range(NUM, lo=0, lo_open=True))}),
+                'cutmix': Default({}, {'alpha': Default(1.0, Range(NUM, lo=0, lo_open=True))})},
     # main-fsl.py: feature encoding and episode fitting
     'fewshot': Default({}, {
         'cache': Default(False, bool),

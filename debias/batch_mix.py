@@ -1,4 +1,5 @@
-"""Batch-level de-biasing augmentations of ``main.py`` (config block ``augment``).
+"""StillMix and Background Erasing: de-biasing methods of ``main.py`` (config block ``augment``,
+interface :mod:`debias.base`).
 
 Both blend a *still* image into every frame of a clip, so that static appearance stops
 predicting the label while the motion is untouched; the label is unchanged.
@@ -20,6 +21,10 @@ normalised clips equals normalising blended ones).
 from dataclasses import dataclass
 
 import torch
+from torch.nn import functional as F
+
+from .base import METHODS as REGISTRY
+from .base import Method, Mixed, Term
 
 METHODS = ('stillmix', 'background_erasing')
 
@@ -68,8 +73,13 @@ def blend_still(x, d):
     return torch.lerp(x, still, lam)
 
 
-class BatchMix:
-    """The configured augmentation: ``BatchMix(name, mix, prob, consistency)(x)`` → ``x'``."""
+class BatchMix(Method):
+    """StillMix or Background Erasing: ``BatchMix(name, mix, prob, consistency)(x)`` → ``x'``.
+
+    As a :class:`debias.base.Method`: the batch transform blends the stills (labels unchanged);
+    with ``consistency > 0`` the loss term is ``KL(f(x) ‖ f(x'))`` with ``f(x)`` computed
+    without gradients (the clean forward runs after the blended one, as it always did).
+    """
 
     def __init__(self, name, mix=(0.3, 0.7), prob=1.0, consistency=0.0):
         if name not in METHODS:
@@ -83,15 +93,36 @@ class BatchMix:
             raise ValueError(f'augment.consistency must be >= 0, got {consistency}')
         self.name, self.mix, self.prob, self.consistency = name, (lo, hi), float(prob), float(consistency)
 
+    def __repr__(self):
+        return f'BatchMix({self.name}, mix={list(self.mix)}, prob={self.prob}, consistency={self.consistency})'
+
     def __call__(self, x):
         d = draw(x.shape[0], x.shape[3], self.mix, self.prob, other=self.name == 'stillmix')
         return blend_still(x, d)
 
+    def transform(self, video, label):
+        return Mixed(self(video), label)
 
-def build_batch_mix(cfg):
-    """:class:`BatchMix` from the config's ``augment`` block, or ``None`` when absent."""
-    block = cfg.get('augment')
-    if not block:
-        return None
+    def loss_terms(self, forward, video, label, logits):
+        if self.consistency <= 0:
+            return []
+        with torch.no_grad():  # Background Erasing: predict on x' as on x
+            clean = forward(video)
+        kl = F.kl_div(F.log_softmax(logits.float(), 1), F.log_softmax(clean.float(), 1),
+                      reduction='batchmean', log_target=True)
+        return [Term('consistency', self.consistency, kl)]
+
+
+def _from_block(block, cfg=None):
     # a loaded config: mix / prob / consistency carry the schema's defaults (core/config_schema.py)
     return BatchMix(block['name'], mix=block['mix'], prob=block['prob'], consistency=block['consistency'])
+
+
+REGISTRY.register('stillmix')(_from_block)
+REGISTRY.register('background_erasing')(_from_block)
+
+
+def build_batch_mix(cfg):
+    """Kept for callers written before :func:`debias.build_method` (which it now is)."""
+    from .build import build_method
+    return build_method(cfg)

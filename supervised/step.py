@@ -8,7 +8,6 @@ from typing import Any, Optional
 
 import torch
 import torch.nn as nn
-from torch.nn import functional as F
 
 from engine.metrics import accuracy
 from engine.step import Batch, Records, Step, StepOutput
@@ -62,43 +61,56 @@ class ClassifierStep(Step):
         predictions_to: ``(csv_path, vids)``: after the final test, write one row per video
             (id, label, prediction, its probability) there (:meth:`report`, rank 0);
             ``vids[i]`` names dataset index ``i``.
-        augment: a :class:`debias.batch_mix.BatchMix` applied to training batches, or ``None``.
+        method: the de-biasing method (``debias.build_method(cfg)``, interface
+            :class:`debias.base.Method`) or ``None``. Training calls its batch transform
+            ``method.transform(video, label) -> (video', target)`` and its extra loss terms
+            ``method.loss_terms(forward, video, label, logits) -> [(name, weight, value)]``;
+            the loss is ``criterion(f(video'), target) + Σ weight · value`` (``target``: labels,
+            or soft labels for mixup / CutMix). The step never looks at the method's name.
+        augment: the former name of ``method`` (kept for callers not yet updated).
         linear_probe: only the head is trained; the backbone stays in eval mode (frozen
             BatchNorm statistics), so the result measures the pretrained features.
     """
 
     def __init__(self, model: nn.Module, criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                  freeze_bn: bool = False, classes: Optional[Sequence[str]] = None,
-                 predictions_to: Optional[tuple[str, Sequence[str]]] = None, augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-                 linear_probe: bool = False) -> None:
+                 predictions_to: Optional[tuple[str, Sequence[str]]] = None, method: Optional[Any] = None,
+                 linear_probe: bool = False, augment: Optional[Any] = None) -> None:
         super().__init__({'state_dict': model})
         self.model, self.criterion, self.freeze_bn, self.classes = model, criterion, freeze_bn, classes
-        self.predictions_to, self.augment, self.linear_probe = predictions_to, augment, linear_probe
+        self.predictions_to, self.linear_probe = predictions_to, linear_probe
+        self.method = method if method is not None else augment
 
     def train(self, mode: bool = True) -> None:
         self.model.train(mode and not self.linear_probe)
         if mode and self.freeze_bn:
             set_bn_eval(self.model)
 
+    def _logits(self, video: torch.Tensor) -> torch.Tensor:
+        return logits_of(self.model(video))
+
     def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, StepOutput]:
-        logits = logits_of(self.model(batch['video']))
+        logits = self._logits(batch['video'])
         loss = self.criterion(logits.float(), batch['label'])
         acc1, acc5 = accuracy(logits.detach(), batch['label'])
         n = batch['label'].shape[0]
         return logits, loss, StepOutput(loss=loss, n=n, metrics={'loss': loss.item(), 'Acc@1': acc1, 'Acc@5': acc5})
 
     def train_step(self, batch: Batch) -> StepOutput:
-        if self.augment is None:
+        if self.method is None:
             return self._forward(batch)[2]
-        x = batch['video']
-        logits, loss, out = self._forward({**batch, 'video': self.augment(x)})
-        if self.augment.consistency > 0:  # Background Erasing: predict on x' as on x
-            with torch.no_grad():
-                clean = logits_of(self.model(x))
-            kl = F.kl_div(F.log_softmax(logits.float(), 1), F.log_softmax(clean.float(), 1),
-                          reduction='batchmean', log_target=True)
-            out.loss = loss + self.augment.consistency * kl
-            out.metrics.update(loss_cls=out.metrics['loss'], loss_consistency=kl.item(), loss=out.loss.item())
+        x, y = batch['video'], batch['label']
+        mixed = self.method.transform(x, y)
+        logits = self._logits(mixed.video)
+        loss = self.criterion(logits.float(), mixed.target)
+        acc1, acc5 = accuracy(logits.detach(), y)  # against the clips' own labels
+        out = StepOutput(loss=loss, n=y.shape[0], metrics={'loss': loss.item(), 'Acc@1': acc1, 'Acc@5': acc5})
+        terms = self.method.loss_terms(self._logits, x, y, logits)
+        if terms:
+            for t in terms:
+                out.loss = out.loss + t.weight * t.value
+            out.metrics.update(loss_cls=loss.item(), **{f'loss_{t.name}': t.value.item() for t in terms},
+                               loss=out.loss.item())
         return out
 
     def eval_step(self, batch: Batch) -> StepOutput:

@@ -49,7 +49,10 @@ def test_defaults_inside_present_optional_blocks_and_nulls_kept():
     cfg = fill_defaults({'optimizer': {'name': 'SGD', 'epochs': 2}, 'augment': {'name': 'stillmix'},
                          'dataset': {'transform': {'normalize': None, 'color_jitter': [0.1, 0.1, 0.1, 0.1]}}})
     assert cfg['optimizer'] == {'name': 'SGD', 'epochs': 2, 'args': {}, 'schedule': None, 'clip_grad': None}
-    assert cfg['augment'] == {'name': 'stillmix', 'mix': [0.3, 0.7], 'prob': 1.0, 'consistency': 0.0}
+    assert cfg['augment'] == {'name': 'stillmix', 'mix': [0.3, 0.7], 'prob': 1.0, 'consistency': 0.0,
+                              'fame': {'fg_fraction': 0.5, 'refine': True},
+                              'albar': {'alpha': 1.0, 'beta': 4.25, 'gamma': 10.0, 'static_frame': None},
+                              'mixup': {'alpha': 0.8}, 'cutmix': {'alpha': 1.0}}
     assert cfg['dataset']['transform']['normalize'] is None   # an explicit null stays
     assert cfg['dataset']['transform']['color_jitter'] == [0.1, 0.1, 0.1, 0.1]
     sp = fill_defaults({'model': None, 'optimizer': {'name': 'SGD', 'epochs': 1, 'model': {}}}, SP_SCHEMA)
