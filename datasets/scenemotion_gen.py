@@ -275,3 +275,32 @@ def ensure_generated(root, params):
             if tmp.exists():
                 shutil.rmtree(tmp)
     return root
+
+
+def render_on_scene(params, subset, phase, index, scene=None):
+    """The frames of one generated video, optionally with its object and motion over another scene.
+
+    Replays the video's private generator exactly as :func:`generate_split` draws it (scene,
+    background crop, sprite, motion path), so the object, its texture and its trajectory are
+    those of the generated video. With ``scene`` (an index into ``SCENES``) the background is
+    a crop of that scene instead, drawn from a generator of its own (seeded by the video and
+    the scene), so the replay of the video's own draws is unchanged. Used to build pairs with
+    the same motion and another appearance (measure/representation.py); nothing is written.
+
+    Returns:
+        ``(frames, own_scene)``: ``n_frames × size × size × 3`` uint8 and the index of the
+        scene the generated video shows.
+    """
+    classes = subset_classes(subset)
+    size, n_frames = params['size'], params['n_frames']
+    rng = item_rng(params['seed'], subset, phase, index)
+    label = index % len(classes)
+    own = scene_of(subset, label, params['bias'], rng)
+    bg = background(SCENES[own], size, rng)
+    sprite = make_sprite(size, rng)
+    path = motion_path(classes[label], n_frames, size, rng)
+    if scene is not None and int(scene) != own:
+        other = np.random.default_rng(np.random.SeedSequence(
+            [int(params['seed']), sorted(SUBSETS).index(subset), int(index), int(scene), 1]))
+        bg = background(SCENES[int(scene)], size, other)
+    return render(bg, sprite, path), own
