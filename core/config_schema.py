@@ -220,6 +220,8 @@ MODEL_ARGS = {
     'weights': (str, NONE),           # torchvision video models: weights tag (default KINETICS400_V1)
     'temporal_size': (int, NONE),     # mvit_*: clip length the model is built for (default 16)
     'spatial_size': (list, NONE),     # mvit_*: [H, W] the model is built for (default [224, 224])
+    'path': (str, NONE),              # hf_video: a local Hugging Face model folder (docs/models.md)
+    'config': (dict, NONE),           # hf_video: an inline transformers config with model_type (random init)
 }
 
 MODEL = {

@@ -134,16 +134,88 @@ def save_json(obj, path):
     _atomic(path, write)
 
 
+def save_safetensors(state_dict, path, metadata=None):
+    """Write a state dict as a ``.safetensors`` file (weights only), atomically.
+
+    Tensors are stored contiguous on the CPU; tensors sharing memory are written as copies
+    (safetensors refuses aliases). ``metadata``: str → str, stored in the file's header.
+    """
+    from safetensors.torch import save_file
+    out, seen = {}, set()
+    for k, v in state_dict.items():
+        v = v.detach().cpu().contiguous()
+        if v.numel() and v.untyped_storage().data_ptr() in seen:
+            v = v.clone()
+        elif v.numel():
+            seen.add(v.untyped_storage().data_ptr())
+        out[k] = v
+    meta = {'format': 'pt', **{str(k): str(v) for k, v in (metadata or {}).items()}}
+    _atomic(path, lambda tmp: save_file(out, tmp, metadata=meta))
+
+
+def _load_safetensors(path):
+    """The flat state dict of a ``.safetensors`` file (no code can run: the format holds tensors
+    and a JSON header only)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    try:
+        return load_file(path, device='cpu')
+    except (SafetensorError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f'cannot read checkpoint {path}: {first}') from None
+
+
+def _is_safetensors(path):
+    """``.safetensors`` by name, or by its header: an 8-byte little-endian length, then ``{``."""
+    if str(path).endswith('.safetensors'):
+        return True
+    with open(path, 'rb') as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b'{' and int.from_bytes(head[:8], 'little') < os.path.getsize(path)
+
+
+# weight files of a Hugging Face model folder (save_pretrained), in the order they are looked for
+HF_WEIGHT_FILES = ('model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin')
+
+
+def _load_folder(path):
+    """The state dict of a Hugging Face model folder: ``model.safetensors`` (or its shards, listed
+    in ``model.safetensors.index.json``), else ``pytorch_model.bin`` (``weights_only``)."""
+    for name in HF_WEIGHT_FILES:
+        file = os.path.join(path, name)
+        if not os.path.isfile(file):
+            continue
+        if name.endswith('.index.json'):
+            try:
+                with open(file) as f:
+                    shards = sorted(set(json.load(f)['weight_map'].values()))
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise CheckpointError(f'cannot read {file}: {str(e).splitlines()[0] if str(e) else type(e).__name__}') from None
+            state = {}
+            for shard in shards:
+                state.update(_load_safetensors(os.path.join(path, shard)))
+            return state
+        return _load_safetensors(file) if name.endswith('.safetensors') else load_checkpoint(file)
+    raise CheckpointError(f'{path}: a folder without weights (expected one of {", ".join(HF_WEIGHT_FILES)})')
+
+
 def load_checkpoint(path, map_location='cpu', mmap=False):
     """Load a checkpoint with ``weights_only=True`` (no arbitrary code from pickles).
+
+    A ``.safetensors`` file, or a Hugging Face model folder (``model.safetensors`` /
+    ``pytorch_model.bin``), gives its bare state dict.
 
     Args:
         mmap: map the tensors instead of reading them (cheap look at the metadata).
     Raises:
         CheckpointError: unreadable, or written in a newer ``format_version`` than this code reads.
     """
+    if os.path.isdir(path):
+        return _load_folder(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
+    if _is_safetensors(path):
+        return _load_safetensors(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 # The families register their models in MODELS when imported: all of them, here, in this order.
-from . import resnet2d, resnet3d, tsm, tv_video  # noqa: F401
+# hf_video imports transformers only when its builder runs.
+from . import hf_video, resnet2d, resnet3d, tsm, tv_video  # noqa: F401
 from .head import VideoModel
 from .registry import MODELS
 

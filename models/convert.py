@@ -14,14 +14,19 @@ Formats, in the order they are tried:
 ``torchvision``   a bare torchvision state dict: the video models of :mod:`models.tv_video`
                   (``stem.*``/``fc``, S3D ``features``/``classifier``, MViT ``conv_proj``/``head.1``,
                   Swin3D ``patch_embed``/``head``) or a 2D ResNet (``conv1.weight`` 4-D, ``fc``).
+``hf``            a Hugging Face video classifier's weights (``model.safetensors`` of a
+                  ``save_pretrained`` folder, or the folder itself): ``videomae.*``, ``timesformer.*``,
+                  ``vivit.*``, ``vjepa2.*`` or ``vision_model.*`` (VideoPrism) keys, classifier
+                  ``classifier``; mapped onto ``hf_video`` (``hf.<key>``; V-JEPA 2's predictor dropped).
 ``project``       this project's checkpoints (``state_dict`` with ``head.*``; also the published
                   ``resnet3d`` and any checkpoint whose keys are already the model's).
 
 ``module.`` / ``_orig_mod.`` prefixes are stripped first. The classifier always becomes ``head.*``.
 """
+from .hf_video import module_keys
 from .tv_video import from_torchvision
 
-FORMATS = ('tsm-official', 'published', '3d-resnets', 'torchvision', 'project')
+FORMATS = ('tsm-official', 'published', '3d-resnets', 'torchvision', 'hf', 'project')
 WRAPPERS = ('module.', '_orig_mod.')
 # a key that only a torchvision video family has -> an arch of that family (for from_torchvision)
 TV_SIGNATURES = {'stem.0.weight': 'r3d_18', 'classifier.1.weight': 's3d',
@@ -29,6 +34,10 @@ TV_SIGNATURES = {'stem.0.weight': 'r3d_18', 'classifier.1.weight': 's3d',
 # first trunk keys of the layouts this project knows (for files read without a model)
 TRUNK_KEYS = ('conv1.weight', 'stem.0.weight', 'features.0.0.0.weight', 'conv_proj.weight',
               'patch_embed.proj.weight')
+# key prefix of a transformers video classifier's encoder -> its model_type (models/hf_video.py)
+HF_PREFIXES = {'videomae.': 'videomae', 'timesformer.': 'timesformer', 'vivit.': 'vivit', 'vjepa2.': 'vjepa2',
+               'vision_model.': 'videoprism_vision_model'}
+HF_DROPPED = ('vjepa2.predictor.',)  # pre-training only; hf_video has no predictor
 
 
 class UnknownFormat(ValueError):
@@ -72,6 +81,29 @@ def _tsm_official(state):
 
 def _published(state):
     return _unwrap_shift(_rename(state, [('net.fc.', 'head.'), ('fc.', 'head.'), ('net.', '')]))
+
+
+def _hf_type(state):
+    """The ``model_type`` of a transformers video classifier's state dict, or ``None``."""
+    if any(k.startswith('hf.') for k in state):
+        return None
+    for prefix, kind in HF_PREFIXES.items():
+        if any(k.startswith(prefix) for k in state):
+            return kind
+    return None
+
+
+def from_hf(state, model_type):
+    """A transformers video classifier's state dict with ``hf_video``'s keys: the file's names
+    renamed as ``from_pretrained`` renames them (:func:`models.hf_video.module_keys`), then
+    ``hf.<key>``, the final linear classifier ``classifier.*`` → ``head.*``, V-JEPA 2's predictor
+    dropped."""
+    out = {}
+    for k, v in module_keys(state, model_type).items():
+        if k.startswith(HF_DROPPED):
+            continue
+        out['head.' + k[len('classifier.'):] if k.startswith('classifier.') else 'hf.' + k] = v
+    return out
 
 
 def _torchvision_arch(state):
@@ -124,7 +156,10 @@ def detect(ckpt, key='state_dict', model_keys=None):
         if arch == 'resnet2d':
             return 'torchvision', _rename(state, [('fc.', 'head.')])
         return 'torchvision', from_torchvision(state, arch)
-    known = any(k in state for k in TRUNK_KEYS)
+    kind = _hf_type(state)
+    if kind is not None:
+        return 'hf', from_hf(state, kind)
+    known = any(k in state for k in TRUNK_KEYS) or any(k.startswith('hf.') for k in state)
     fits = model_keys is not None and set(state) <= set(model_keys)
     if known or (not bare and model_keys is not None) or fits:
         return 'project', state
@@ -136,6 +171,8 @@ def model_hint(state):
     w = state.get('conv1.weight')
     if w is not None:
         return 'resnet3d' if w.dim() == 5 else 'resnet2d or tsm'
+    if any(k.startswith('hf.') for k in state):
+        return 'hf_video'
     if 'stem.0.weight' in state:
         conv = state.get('layer1.0.conv1.0.0.weight')
         return 'r2plus1d_18' if conv is not None else 'r3d_18 or mc3_18'
