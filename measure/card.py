@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 import torch.nn as nn
@@ -34,8 +35,6 @@ HEADLINES = {
     'conflict': "scene conflict: the clip's label beats the blended frame's label",
     'representation': 'dynamic share of the feature dimensions (Kowal et al.)',
 }
-# a measure (dynamic score) provided by the caller: fn(model, cfg, ctx, options) -> result dict
-DynamicFn = Callable[..., dict[str, Any]]
 
 
 def eval_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,10 +108,44 @@ def notes_for(model: nn.Module, doc: Mapping[str, Any]) -> list[str]:
     return notes
 
 
+def _dynamic(model: nn.Module, cfg: Mapping[str, Any], ctx: Any, *, workers: int, mimic_seeds: int,
+             static_reference: Optional[str], recipe: Optional[Mapping[str, Any]], args: Any) -> dict[str, Any]:
+    """The dynamic score (:func:`measure.dynamic.dynamic_score`), with the static reference's
+    score as its floor when a reference checkpoint is given."""
+    from .dynamic import dynamic_score
+    ref = None
+    if static_reference:
+        ref = build_scored_model(reference_config(static_reference, cfg), static_reference, ctx, args)
+    r = dynamic_score(model, cfg, device=ctx.device, mimic_seeds=mimic_seeds, seed=ctx.seed, static_reference=ref,
+                      workers=workers, progress=sys.stderr.isatty(), log=log, recipe=recipe)
+    r.setdefault('unit', 'score')
+    if static_reference:
+        r['floor_checkpoint'] = static_reference
+    return r
+
+
+def _measure(name: str, model: nn.Module, loader: Any, cfg: Mapping[str, Any], ctx: Any, *, split: str,
+             workers: int, feature_layer: str, blend: float, mimic_seeds: int, static_reference: Optional[str],
+             mimic_recipe: Optional[Mapping[str, Any]], n_boot: int, args: Any) -> dict[str, Any]:
+    """One measure's result dict."""
+    if name == 'temporality':
+        return temporality(model, loader, ctx.device, split=split, seed=ctx.seed, n_boot=n_boot)
+    if name == 'conflict':
+        return scene_conflict(model, loader, ctx.device, weight=float(blend), split=split, seed=ctx.seed,
+                              n_boot=n_boot)
+    if name == 'representation':
+        norm = (cfg['dataset'].get('transform') or {}).get('normalize') or {}
+        return representation(model, loader, ctx.device, layer=feature_layer, split=split, seed=ctx.seed,
+                              mean=norm.get('mean', (0.485, 0.456, 0.406)),
+                              std=norm.get('std', (0.229, 0.224, 0.225)), n_boot=n_boot)
+    return _dynamic(model, cfg, ctx, workers=workers, mimic_seeds=int(mimic_seeds),
+                    static_reference=static_reference, recipe=mimic_recipe, args=args)
+
+
 def run_card(cfg: Mapping[str, Any], ctx: Any, pretrain: str, *, measures: Sequence[str] = MEASURES,
              split: str = 'test', workers: int = 0, feature_layer: str = 'pool', blend: float = 0.5,
-             mimic_seeds: int = 1, static_reference: Optional[str] = None, dynamic_fn: Optional[DynamicFn] = None,
-             n_boot: int = 1000, args: Any = None, config_path: Optional[str] = None) -> dict[str, Any]:
+             mimic_seeds: int = 1, static_reference: Optional[str] = None,
+             mimic_recipe: Optional[Mapping[str, Any]] = None, n_boot: int = 1000, args: Any = None, config_path: Optional[str] = None) -> dict[str, Any]:
     """Every requested measure of the model ``cfg`` + ``pretrain`` (see the module docstring).
 
     Args:
@@ -122,8 +155,7 @@ def run_card(cfg: Mapping[str, Any], ctx: Any, pretrain: str, *, measures: Seque
             accuracy-based and representation measures.
         feature_layer: of the representation measure; blend: still-frame weight of the scene
             conflict; mimic_seeds, static_reference: of the dynamic score.
-        dynamic_fn: ``fn(model, cfg, ctx, pretrain=, mimic_seeds=, split=, workers=)`` → result
-            dict; required when ``dynamic`` is requested.
+        mimic_recipe: fields of :class:`measure.mimic.MimicRecipe` that differ from the default.
     Returns:
         the card (docs/bias-card.md, "JSON schema").
     """
@@ -144,7 +176,6 @@ def run_card(cfg: Mapping[str, Any], ctx: Any, pretrain: str, *, measures: Seque
         except UnknownLayer as e:
             raise UserError(f'--feature-layer: {e}') from None
     data, loader = build_split(cfg, split, ctx, workers)
-    norm = (cfg['dataset'].get('transform') or {}).get('normalize') or {}
     doc: dict[str, Any] = {
         'schema': SCHEMA, 'checkpoint': pretrain, 'config': config_path, 'model': cfg['model']['name'],
         'dataset': cfg['dataset']['name'], 'subset': cfg['dataset'].get('subset'), 'split': split,
@@ -154,27 +185,12 @@ def run_card(cfg: Mapping[str, Any], ctx: Any, pretrain: str, *, measures: Seque
     for name in measures:
         start = time.perf_counter()
         log.info('bias card: %s', name)
-        if name == 'temporality':
-            r = temporality(model, loader, ctx.device, split=split, seed=ctx.seed, n_boot=n_boot)
-        elif name == 'conflict':
-            r = scene_conflict(model, loader, ctx.device, weight=float(blend), split=split, seed=ctx.seed,
-                               n_boot=n_boot)
-        elif name == 'representation':
-            r = representation(model, loader, ctx.device, layer=feature_layer, split=split, seed=ctx.seed,
-                               mean=norm.get('mean', (0.485, 0.456, 0.406)),
-                               std=norm.get('std', (0.229, 0.224, 0.225)), n_boot=n_boot)
-        else:
-            if dynamic_fn is None:
-                raise UserError('the dynamic score is not available in this build (leave out --measures dynamic)')
-            r = dynamic_fn(model, cfg, ctx, pretrain=pretrain, mimic_seeds=int(mimic_seeds), split=split,
-                           workers=workers)
-            if static_reference:
-                ref_cfg = reference_config(static_reference, cfg)
-                ref = build_scored_model(ref_cfg, static_reference, ctx, args)
-                floor = dynamic_fn(ref, ref_cfg, ctx, pretrain=static_reference, mimic_seeds=int(mimic_seeds),
-                                   split=split, workers=workers)
-                r = dict(r, floor=floor['value'], floor_ci95=floor.get('ci95'), floor_checkpoint=static_reference)
-                del ref
+        try:
+            r = _measure(name, model, loader, cfg, ctx, split=split, workers=workers, feature_layer=feature_layer,
+                         blend=blend, mimic_seeds=mimic_seeds, static_reference=static_reference,
+                         mimic_recipe=mimic_recipe, n_boot=n_boot, args=args)
+        except ValueError as e:
+            raise UserError(f'{name}: {e}') from None
         r.setdefault('headline', HEADLINES[name])
         doc['measures'][name] = r
         doc['seconds'][name] = round(time.perf_counter() - start, 2)

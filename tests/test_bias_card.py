@@ -1,0 +1,141 @@
+"""tools/bias_card.py end to end (a tiny SceneMotion resnet3d with every measure, a torchvision
+r3d_18 with random weights) and each bad input: one line on stderr, exit status 2."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torchvision
+
+from core.config import load_config
+from engine.checkpoint import save_checkpoint
+from models import build_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'tools'))
+import bias_card  # noqa: E402
+
+CFG = 'configs/scenemotion/res3d18.yaml'
+TV = 'configs/scenemotion/tv-r3d18.yaml'
+TINY = ['dataset.scenemotion.size=32', 'dataset.scenemotion.n_frames=4', 'dataset.scenemotion.n_train=8',
+        'dataset.scenemotion.n_val=16', 'dataset.scenemotion.n_transfer_train=8',
+        'dataset.scenemotion.n_transfer_test=8', 'dataset.scenemotion.n_novel=6', 'dataset.args.train.n_frames=4',
+        'dataset.args.test.n_frames=4', 'dataset.args.test_final.n_frames=4', 'dataset.transform.resize=32',
+        'dataset.transform.crop=32', 'dataset.num_workers=0', 'dataset.batch_size=8']
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    """Overrides of a tiny SceneMotion (generated once for the module) and a random resnet3d checkpoint."""
+    base = tmp_path_factory.mktemp('card')
+    over = TINY + [f'dataset.scenemotion.cache_dir={base / "cache"}']
+    cfg = load_config(os.path.join(ROOT, CFG), over)
+    torch.manual_seed(0)
+    ckpt = base / 'r3d' / 'checkpoint.pth.tar'
+    save_checkpoint({'state_dict': build_model(cfg['model']).state_dict(), 'epoch': 1, 'config': cfg}, str(ckpt))
+    return over, ckpt
+
+
+def card(args, **kw):
+    return subprocess.run([sys.executable, 'tools/bias_card.py', *args, '--device', 'cpu'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900, env=ENV, **kw)
+
+
+def check_doc(out, measures):
+    doc = json.loads((out / 'bias_card.json').read_text())
+    assert doc['schema'] == 'bias_card/1' and list(doc['measures']) == list(measures)
+    for name, m in doc['measures'].items():
+        assert isinstance(m['value'], float) and 'per_class' in m and m['split'], name
+        assert m['ci95'] is None or len(m['ci95']) == 2, name
+    assert (out / 'bias_card.png').stat().st_size > 5000
+    md = (out / 'bias_card.md').read_text()
+    assert '| measure | quantity | value | 95 % CI | floor |' in md and '## Per class' in md and '## Reading' in md
+    return doc
+
+
+def test_card_scenemotion_every_measure(tiny, tmp_path):
+    over, ckpt = tiny
+    out = tmp_path / 'card'
+    r = card([CFG, *over, '--pretrain', str(ckpt), '--output-dir', str(out),
+              '--static-reference', str(ckpt), '--mimic-epochs', '1'])
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = check_doc(out, ('dynamic', 'temporality', 'conflict', 'representation'))
+    m = doc['measures']
+    assert m['temporality']['n'] == 16 and m['temporality']['split'] == 'test'
+    assert len(m['temporality']['per_class']) == 8 and len(m['temporality']['frozen_curve']) == 4
+    assert m['conflict']['weight'] == 0.5
+    assert m['representation']['approximation'] is False           # SceneMotion: re-rendered scenes
+    assert 0.0 <= m['dynamic']['value'] <= 1.0 and 'floor' in m['dynamic']
+    assert 'transfer' in m['dynamic']['split']                      # docs/drl.md, "Where to score"
+    assert set(doc['per_class']) == set(doc['classes'])
+    assert 'contrasted accuracy' in r.stdout
+
+
+def test_card_torchvision_r3d18_random_weights(tiny, tmp_path):
+    over, _ = tiny
+    torch.manual_seed(0)
+    ckpt = tmp_path / 'r3d_18.pth'
+    torch.save(torchvision.models.video.r3d_18(num_classes=8).state_dict(), ckpt)
+    out = tmp_path / 'card'
+    r = card([TV, *over, '--pretrain', str(ckpt), '--output-dir', str(out), '--measures', 'temporality',
+              'conflict', 'representation', '--feature-layer', 'layer3', '--blend', '0.3'])
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = check_doc(out, ('temporality', 'conflict', 'representation'))
+    assert doc['model'] == 'r3d_18' and doc['measures']['representation']['layer'] == 'layer3'
+    assert doc['measures']['representation']['dim'] == 256            # layer3 channels of r3d_18
+    assert doc['measures']['conflict']['weight'] == 0.3
+
+
+def bad(capsys, argv):
+    """Run the tool in this process; returns its stderr line (exit status 2 checked)."""
+    args = bias_card.get_args_parser().parse_intermixed_args(argv + ['--device', 'cpu'])
+    with pytest.raises(SystemExit) as e:
+        bias_card.run_entry(bias_card.main, args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: '), err
+    return err[0]
+
+
+def test_bad_blend_weight(tiny, tmp_path, capsys):
+    over, ckpt = tiny
+    for w in ('0', '1.5'):
+        line = bad(capsys, [CFG, *over, '--pretrain', str(ckpt), '--output-dir', str(tmp_path), '--blend', w])
+        assert f'--blend {float(w)}' in line and '(0, 1)' in line
+
+
+def test_bad_mimic_seeds(tiny, tmp_path, capsys):
+    over, ckpt = tiny
+    line = bad(capsys, [CFG, *over, '--pretrain', str(ckpt), '--output-dir', str(tmp_path), '--mimic-seeds', '0'])
+    assert '--mimic-seeds 0' in line
+
+
+def test_bad_checkpoint_for_the_config(tiny, tmp_path, capsys):
+    over, _ = tiny
+    ckpt = tmp_path / 'r3d_18.pth'
+    torch.save(torchvision.models.video.r3d_18(num_classes=8).state_dict(), ckpt)
+    line = bad(capsys, [CFG, *over, '--pretrain', str(ckpt), '--output-dir', str(tmp_path / 'o'),
+                        '--measures', 'temporality'])
+    assert str(ckpt) in line
+
+
+def test_bad_feature_layer_lists_the_layers(tiny, tmp_path, capsys):
+    over, ckpt = tiny
+    line = bad(capsys, [CFG, *over, '--pretrain', str(ckpt), '--output-dir', str(tmp_path / 'o'),
+                        '--measures', 'representation', '--feature-layer', 'layer9'])
+    assert "'layer9'" in line and 'pool' in line and 'layer4' in line
+
+
+def test_bad_split_with_one_class(tiny, tmp_path, capsys):
+    over, _ = tiny
+    over = [o for o in over if 'cache_dir' not in o and 'n_val' not in o]
+    over += [f'dataset.scenemotion.cache_dir={tmp_path / "cache"}', 'dataset.scenemotion.n_val=1']
+    cfg = load_config(os.path.join(ROOT, CFG), over)
+    ckpt = tmp_path / 'c.pth.tar'
+    save_checkpoint({'state_dict': build_model(cfg['model']).state_dict(), 'epoch': 1}, str(ckpt))
+    line = bad(capsys, [CFG, *over, '--pretrain', str(ckpt), '--output-dir', str(tmp_path / 'o'),
+                        '--measures', 'temporality'])
+    assert '--split test' in line and '1 class' in line and 'move_right' in line
