@@ -196,6 +196,7 @@ def run_card(cfg: Mapping[str, Any], ctx: Any, pretrain: str, *, measures: Seque
         doc['seconds'][name] = round(time.perf_counter() - start, 2)
         log.info('bias card: %s = %.3f %s (%.1f s)', name, r['value'], r.get('unit', ''), doc['seconds'][name])
     doc['per_class'] = per_class_table(doc)
+    doc['skipped'] = {name: m.get('skipped', 0) for name, m in doc['measures'].items()}
     doc['notes'] = notes_for(model, doc)
     return doc
 

@@ -121,6 +121,24 @@ def test_contrasted_accuracy_arithmetic():
     assert res['per_class']['a']['contrasted'] == pytest.approx(25.0)
 
 
+def test_undecodable_videos_are_counted(split, tmp_path):
+    import copy
+    import dataclasses
+
+    from engine.build import build_loader
+    from tests.videos import write_empty
+    cfg, data, _ = split
+    broken = copy.copy(data)
+    broken.records = list(data.records)
+    broken.records[2] = dataclasses.replace(data.records[2], path=str(write_empty(tmp_path / 'empty.mp4')))
+    loader = build_loader(broken, cfg, ctx(), train=False)
+    model = FrameDifferences()
+    res = summarize_temporality(temporality_records(model, loader, torch.device('cpu')), data.classes, 'test',
+                                n_boot=50)
+    assert res['n'] == 15 and res['skipped'] == 1 and 'empty.mp4' in res['skipped_files'][0]
+    assert scene_conflict(model, loader, torch.device('cpu'), n_boot=50)['skipped'] >= 1
+
+
 # ---------------------------------------------------------------- CIs
 
 def test_bootstrap_ci_coverage():
