@@ -73,7 +73,8 @@ class Engine:
         if int(eval_period) < 1:
             raise UserError(f'eval_period must be >= 1, got {eval_period}')
         self.eval_period = int(eval_period)  # validate every N epochs and after the last one
-        self.best_key, direction = step.best_metric
+        # a step that is not a Step subclass (duck-typed) gets the default: the largest Acc@1
+        self.best_key, direction = getattr(step, 'best_metric', Step.best_metric)
         self.sign = {'max': 1.0, 'min': -1.0}[direction]  # best = largest sign * value
         self.start_epoch = 0
         self.best_value = -math.inf  # sign * best value of best_key (checkpoint key: best_acc1)
