@@ -258,56 +258,53 @@ def test_preprocessor_disagreement_is_one_warning(folders, tmp_path, caplog):
     assert '\n' not in str(e.value) and '4-frame' in str(e.value) and 'got 8-frame' in str(e.value)
 
 
-def _bad_folder(tmp_path, name, config, extra=()):
-    folder = tmp_path / name
-    folder.mkdir()
-    if config is not None:
-        (folder / 'config.json').write_text(json.dumps(config))
-    for f in extra:
-        (folder / f).write_text('print("never run")\n')
-    return str(folder)
+# case -> (config.json of the folder or None (no file) or 'tiny' (the saved VideoMAE), extra files,
+#          extra overrides, texts the one line must hold)
+BAD = {
+    'no-config': (None, (), (), ('no config.json',)),
+    'not-a-video-classifier': ({'model_type': 'bert', 'hidden_size': 32}, (), (),
+                               ("model_type 'bert' is not a supported video classifier",) + tuple(FAMILIES)),
+    'remote-code': ({'model_type': 'videomae', 'auto_map': {'AutoModel': 'modeling_custom.CustomModel'}},
+                    ('modeling_custom.py',), (), ('trust_remote_code', 'never runs')),
+    # VideoMAE's fixed position table: 4-frame 32x32 clips, asked for 8-frame 28x28 ones
+    'clip-size': ('tiny', (), ('dataset.args.train.n_frames=8', 'dataset.args.test.n_frames=8',
+                               'dataset.args.test_final.n_frames=8', 'dataset.transform.crop=28'),
+                  ('takes 4-frame 32x32 clips', 'got 8-frame 28x28 clips', 'dataset.args.<split>.n_frames=4',
+                   'dataset.transform.crop=32')),
+}
 
 
-def _main_error(capsys, cache, tmp_path, *over):
+@pytest.mark.parametrize('case', sorted(BAD))
+def test_bad_input_is_one_line(case, folders, cache, tmp_path, capsys):
+    config, extra, over, texts = BAD[case]
+    if config == 'tiny':
+        folder = folders['videomae'][0]
+    else:
+        folder = tmp_path / case
+        folder.mkdir()
+        if config is not None:
+            (folder / 'config.json').write_text(json.dumps(config))
+        for f in extra:
+            (folder / f).write_text('raise SystemExit("code from a checkpoint folder ran")\n')
     args = main_script.get_args_parser().parse_intermixed_args(
         [CFG, *SM, f'dataset.scenemotion.cache_dir={cache}', 'optimizer.epochs=1', '--output-dir',
-         str(tmp_path / 'run'), '--device', 'cpu', '-j', '0', *over])
+         str(tmp_path / 'run'), '--device', 'cpu', '-j', '0', f'model.args.path={folder}', 'model.args.config=null',
+         *over])
     with pytest.raises(SystemExit) as e:
         run_entry(main_script.main, args)
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count('\n') == 1 and err.startswith('error: '), err
-    return err
-
-
-def test_bad_inputs_are_one_line(folders, cache, tmp_path, capsys):
-    path, _ = folders['videomae']
-    no_config = _bad_folder(tmp_path, 'empty', None)
-    err = _main_error(capsys, cache, tmp_path, f'model.args.path={no_config}', 'model.args.config=null')
-    assert 'no config.json' in err and no_config in err
-
-    bert = _bad_folder(tmp_path, 'bert', {'model_type': 'bert', 'hidden_size': 32})
-    err = _main_error(capsys, cache, tmp_path, f'model.args.path={bert}', 'model.args.config=null')
-    assert "model_type 'bert' is not a supported video classifier" in err
-    for kind in FAMILIES:
-        assert kind in err
-
-    remote = _bad_folder(tmp_path, 'remote', {'model_type': 'videomae', 'auto_map': {
-        'AutoModel': 'modeling_custom.CustomModel'}}, extra=['modeling_custom.py'])
-    err = _main_error(capsys, cache, tmp_path, f'model.args.path={remote}', 'model.args.config=null')
-    assert 'trust_remote_code' in err and 'never runs' in err
-
-    # VideoMAE's fixed position table: 4-frame 32x32 clips, asked for 8-frame 28x28 ones
-    over = ['dataset.args.train.n_frames=8', 'dataset.args.test.n_frames=8', 'dataset.args.test_final.n_frames=8',
-            'dataset.transform.crop=28']
-    err = _main_error(capsys, cache, tmp_path, f'model.args.path={path}', 'model.args.config=null', *over)
-    for text in ('takes 4-frame 32x32 clips', 'got 8-frame 28x28 clips', 'dataset.args.<split>.n_frames=4',
-                 'dataset.transform.crop=32'):
+    for text in texts:
         assert text in err, text
 
-    with pytest.raises(HFModelError, match='did you mean'):
+
+def test_bad_inline_configs():
+    with pytest.raises(HFModelError, match="no config key 'num_frame'; did you mean 'num_frames'"):
         build_model({'name': 'hf_video', 'args': {'config': {'model_type': 'videomae', 'num_frame': 4}}})
     with pytest.raises(HFModelError, match='exactly one of'):
         build_model({'name': 'hf_video', 'args': {}})
+    with pytest.raises(HFModelError, match='not a supported video classifier'):
+        build_model({'name': 'hf_video', 'args': {'config': {'model_type': 'vit'}}})
 
 
 def test_vjepa2_takes_any_whole_number_of_tubelets():
