@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import json
 import logging
 import os
@@ -304,6 +305,22 @@ def _load_folder(path: str, cfg: Mapping[str, Any]) -> tuple[nn.Module, bool]:
     return net, loaded
 
 
+@functools.lru_cache(maxsize=None)
+def _key_mapping(model_type: str):
+    """transformers' load-time key transforms of ``model_type``'s classifier, its base-model
+    prefix and its module keys (from a model built on the meta device: names only)."""
+    import transformers
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import WeightRenaming
+    cls_name, cfg_name, _ = FAMILIES[model_type]
+    with torch.device('meta'), _quiet_transformers():
+        net = getattr(transformers, cls_name)(getattr(transformers, cfg_name)())
+    transforms = get_model_conversion_mapping(net)
+    renames = [t for t in transforms if isinstance(t, WeightRenaming)]
+    converters = [t for t in transforms if not isinstance(t, WeightRenaming)]
+    return renames, converters, net.base_model_prefix, dict.fromkeys(net.state_dict(), True)
+
+
 def module_keys(state: Mapping[str, torch.Tensor], model_type: str) -> dict[str, torch.Tensor]:
     """A transformers checkpoint's keys renamed as ``from_pretrained`` renames them for
     ``model_type``'s classifier (transformers' own conversion mapping: ``save_pretrained`` writes
@@ -313,19 +330,11 @@ def module_keys(state: Mapping[str, torch.Tensor], model_type: str) -> dict[str,
         HFModelError: a key needs a tensor conversion, not a rename (load the folder through
             ``model.args.path`` instead).
     """
-    import transformers
-    from transformers.conversion_mapping import get_model_conversion_mapping
-    from transformers.core_model_loading import WeightRenaming, rename_source_key
-    cls_name, cfg_name, _ = FAMILIES[model_type]
-    with torch.device('meta'), _quiet_transformers():  # only the key names are needed
-        net = getattr(transformers, cls_name)(getattr(transformers, cfg_name)())
-    transforms = get_model_conversion_mapping(net)
-    renames = [t for t in transforms if isinstance(t, WeightRenaming)]
-    converters = [t for t in transforms if not isinstance(t, WeightRenaming)]
-    meta = net.state_dict()
+    from transformers.core_model_loading import rename_source_key
+    renames, converters, prefix, meta = _key_mapping(model_type)
     out = {}
     for k, v in state.items():
-        new, converted = rename_source_key(k, renames, converters, net.base_model_prefix, meta)
+        new, converted = rename_source_key(k, renames, converters, prefix, meta)
         if converted is not None:
             raise HFModelError(f'{model_type} weight {k!r} needs a conversion transformers does on loading; '
                                'load the folder with model.args.path instead')

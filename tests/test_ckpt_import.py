@@ -174,3 +174,38 @@ def test_convert_tool(tmp_path, capsys):
     assert convert_checkpoint.main([path, out]) == 2
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and 'unknown checkpoint format' in err and path in err
+
+
+@pytest.mark.parametrize('name', sorted(FORMATS))
+def test_format_as_safetensors(name, tmp_path):
+    """Every format's weights, written as a bare ``.safetensors`` file, load as ``--pretrain`` does."""
+    from engine.checkpoint import save_safetensors
+    model_name, kw, write, fmt = FORMATS[name]
+    src = _build(model_name, **kw)
+    path = str(tmp_path / 'ck.safetensors')
+    save_safetensors(write(src.state_dict())['state_dict'], path)
+    assert detect(load_checkpoint(path))[0] == fmt
+    torch.manual_seed(1)
+    dst = build_model_from_args(model_name, **kw).eval()
+    load_pretrained(dst, path, copy_head=True)
+    x = torch.randn(*CLIP)
+    with torch.no_grad():
+        torch.testing.assert_close(dst(x), src(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('arch', ['s3d'])  # r3d_18: tests/test_hf_models.py
+def test_torchvision_and_project_safetensors_of_the_torchvision_zoo(arch, tmp_path):
+    from engine.checkpoint import save_safetensors
+    torch.manual_seed(0)
+    tv = _build_torchvision(arch).eval()
+    path = str(tmp_path / f'{arch}.safetensors')
+    save_safetensors(tv.state_dict(), path)  # torchvision's own keys
+    model = build_model_from_args(arch, n_class=400).eval()
+    load_pretrained(model, path, copy_head=True)
+    out = str(tmp_path / 'project.safetensors')
+    assert convert_checkpoint.main([path, out]) == 0  # the project's keys (head.*), weights only
+    again = build_model_from_args(arch, n_class=400).eval()
+    load_pretrained(again, out, copy_head=True)
+    x = torch.randn(1, 1, 3, 8, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))
