@@ -90,14 +90,20 @@ def reference_config(path: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def tubelet_size(model: nn.Module) -> int:
+    """Frames per input token of the model (``tubelet_size`` of the unwrapped model, else 1)."""
+    t = getattr(unwrap(model), 'tubelet_size', 1)
+    if isinstance(t, (tuple, list)):
+        t = t[0]
+    return int(t or 1)
+
+
 def notes_for(model: nn.Module, doc: Mapping[str, Any]) -> list[str]:
     """Caveats printed beside the measures (tubelets, approximations, skipped videos)."""
     notes = []
-    tubelet = getattr(unwrap(model), 'tubelet_size', 1)
-    if isinstance(tubelet, (tuple, list)):
-        tubelet = tubelet[0]
-    if int(tubelet or 1) > 1:
-        notes.append(f'the model embeds {tubelet}-frame tubelets: shuffling (shuffled accuracy, the static pairs '
+    tubelet = tubelet_size(model)
+    if tubelet > 1:
+        notes.append(f'† the model embeds {tubelet}-frame tubelets: shuffling (shuffled accuracy, the static pairs '
                      'of the representation measure) also mixes frames within a token, not only their order')
     rep = doc['measures'].get('representation')
     if rep and rep.get('approximation'):
@@ -180,7 +186,7 @@ def run_card(cfg: Mapping[str, Any], ctx: Any, pretrain: str, *, measures: Seque
         'schema': SCHEMA, 'checkpoint': pretrain, 'config': config_path, 'model': cfg['model']['name'],
         'dataset': cfg['dataset']['name'], 'subset': cfg['dataset'].get('subset'), 'split': split,
         'n_videos': len(data), 'classes': list(data.classes), 'device': str(ctx.device), 'seed': ctx.seed,
-        'measures': {}, 'seconds': {},
+        'tubelet_size': tubelet_size(model), 'measures': {}, 'seconds': {},
     }
     for name in measures:
         start = time.perf_counter()

@@ -45,7 +45,10 @@ def rows(doc: Mapping[str, Any]) -> list[tuple[str, str, Any, Optional[list], An
                     ("Acc@1 vs the frame's label", m['acc_frame'])]
         elif name == 'representation':
             subs = [('static share of the dimensions', m['static'])]
+        mark = ' †' if doc.get('tubelet_size', 1) > 1 else ''   # shuffling mixes frames within a token
         for title, s in subs:
+            if mark and (title == 'Acc@1 shuffled' or name == 'representation'):
+                title += mark
             out.append((name, title, s['value'], s.get('ci95'), None, unit, d, m['n']))
         if name == 'representation':
             out.append((name, 's_dynamic / s_static (Kowal scores)', None, None, None, '', 3, m['n']))

@@ -13,8 +13,10 @@ from datasets.collate import video_collate
 from engine.dist import DistInfo
 from engine.runner import RunContext
 from measure import views
-from measure.card import build_split, notes_for
+from measure.card import build_split, notes_for, per_class_table
+from measure.common import Skipped
 from measure.conflict import conflict_pairs, scene_conflict
+from measure.report import markdown
 from measure.representation import FeatureTap, KowalAccumulator, UnknownLayer, check_layer, kowal_dims, representation
 from measure.stats import bootstrap_mean_ci
 from measure.temporality import summarize_temporality, temporality_records
@@ -112,7 +114,6 @@ def test_contrasted_accuracy_arithmetic():
     y = torch.tensor([0, 1, 0, 1])
     rec = {'labels': y, 'normal': torch.tensor([0, 1, 1, 1]), 'shuffled': y, 'reversed': y, 'index': torch.arange(4),
            'frozen': torch.tensor([[1, 0], [1, 1], [0, 0], [0, 1]]), 'frames': [0, 5]}
-    from measure.common import Skipped
     rec['skipped'] = Skipped()
     res = summarize_temporality(rec, ['a', 'b'], 'test', n_boot=100)
     # video 0: right, frozen wrong at k=0 only -> 0.5; video 1: 0; video 2: wrong -> 0; video 3: frozen wrong at 0 -> 0.5
@@ -263,3 +264,14 @@ def test_tubelet_note():
     assert notes_for(model, doc) == []
     model.tubelet_size = 2
     assert 'tubelet' in notes_for(model, doc)[0]
+    rec = {'labels': torch.tensor([0, 1]), 'normal': torch.tensor([0, 1]), 'shuffled': torch.tensor([0, 0]),
+           'reversed': torch.tensor([0, 1]), 'frozen': torch.tensor([[0], [0]]), 'index': torch.arange(2),
+           'frames': [0], 'skipped': Skipped()}
+    doc = {'model': 'm', 'dataset': 'd', 'subset': None, 'checkpoint': 'c', 'config': None, 'split': 'test',
+           'n_videos': 2, 'classes': ['a', 'b'], 'device': 'cpu', 'seed': 0, 'tubelet_size': 2,
+           'measures': {'temporality': {**summarize_temporality(rec, ['a', 'b'], 'test', n_boot=20),
+                                        'headline': 'contrasted accuracy'}}}
+    doc['notes'] = notes_for(model, doc)
+    doc['per_class'] = per_class_table(doc)
+    md = markdown(doc)
+    assert '| Acc@1 shuffled † |' in md and '† the model embeds 2-frame tubelets' in md
