@@ -135,11 +135,11 @@ def _script(name):
     return module
 
 
-def _finetune(family, path, cache, out):
+def _finetune(family, path, cache, out, *extra):
     model_args = [f'model.args.path={path}', 'model.args.config=null']
     args = main_script.get_args_parser().parse_intermixed_args(
         [CFG, *SM, *model_args, f'dataset.scenemotion.cache_dir={cache}', 'optimizer.epochs=1',
-         '--output-dir', str(out), '--device', 'cpu', '-j', '0'])
+         '--output-dir', str(out), '--device', 'cpu', '-j', '0', *extra])
     run_entry(main_script.main, args)
     return model_args
 
@@ -148,12 +148,20 @@ def _finetune(family, path, cache, out):
 def test_finetune_one_epoch_then_score(family, folders, cache, tmp_path):
     path, _ = folders[family]
     run = tmp_path / 'ft'
-    model_args = _finetune(family, path, cache, run)
+    # V-JEPA 2 as a linear probe: only the final linear layer learns, its attentive pooler is kept as is
+    probe = family == 'vjepa2'
+    model_args = _finetune(family, path, cache, run, *(['model.linear_probe=true'] if probe else []))
     results = json.loads((run / 'results.json').read_text())
     assert 0.0 <= results['Acc@1'] <= 100.0
     state = load_checkpoint(str(run / 'checkpoint.pth.tar'))['state_dict']
     assert state['head.weight'].shape[0] == 8  # SceneMotion's 8 classes: a fresh head on the 5-class folder
-    assert any(k.startswith('hf.') for k in state)
+    start = build_model({'name': 'hf_video', 'args': {'path': path}}).state_dict()
+    trunk = [k for k in state if k.startswith('hf.')]
+    assert trunk and set(trunk) == {k for k in start if k.startswith('hf.')}
+    changed = [k for k in trunk if not torch.equal(state[k], start[k])]
+    assert (not changed) if probe else changed
+    if probe:
+        assert any(k.startswith('hf.pooler.') for k in trunk)
 
     score = tmp_path / 'score'
     drl = _script('main-drl.py')  # in-process: the same code as the command line, without a new interpreter
