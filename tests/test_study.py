@@ -58,33 +58,104 @@ def test_graph_order_skip_and_resume(tmp_path):
     assert again.add('a', ['-c', 'import sys; sys.exit(1)'], f'{rel}/a.json').state == 'done'  # result exists
 
 
-def test_report_statistics(tmp_path):
-    """Mean, Student-t CI and per-seed paired differences from result files written here."""
-    def write(path, doc):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, 'w') as f:
-            json.dump(doc, f)
+def _write(path, doc):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(doc, f)
+
+
+def _card(score=None, normal=90.0, frozen=80.0, contrasted=10.0, wins=50.0, dims=30.0):
+    """A bias_card.json with the fields the study reads (docs/bias-card.md, "JSON schema")."""
+    ms = {}
+    if score is not None:
+        ms['dynamic'] = {'value': score, 'Acc@1': 50.0, 'ci95': None}
+    else:
+        ms['temporality'] = {'value': contrasted, 'frozen_curve': {'0': frozen + 1},
+                             'acc': {'normal': {'value': normal}, 'frozen_mean': {'value': frozen},
+                                     'frozen_min': {'value': frozen - 2, 'frame': 3},
+                                     'frozen_max': {'value': frozen + 2, 'frame': 0},
+                                     'shuffled': {'value': normal - 1}, 'reversed': {'value': normal - 2}}}
+        ms['conflict'] = {'value': wins, 'acc_clip': {'value': wins - 5}, 'acc_frame': {'value': 100 - wins}}
+        ms['representation'] = {'value': dims, 'static': {'value': 60 - dims}}
+    return {'schema': 'bias_card/1', 'measures': ms, 'seconds': {m: 1.0 for m in ms}}
+
+
+def _study(tmp_path, scores, seeds=(0, 1, 2)):
+    """Result files of the study's layout for ``{model: [dynamic score per seed]}`` (None: the
+    seed's card is missing)."""
     paths = {}
-    scores = {'resnet3d': [0.1, 0.2, 0.3], 'resnet3d-x': [0.5, 0.7, 0.6]}
     for name, vals in scores.items():
-        for seed, v in enumerate(vals):
+        for seed, v in zip(seeds, vals):
             d = tmp_path / name / str(seed)
-            p = {'dir': str(d), 'score': str(d / 's.json'), 'temporality': str(d / 't.json'),
-                 'probe': str(d / 'p.json')}
-            write(p['score'], {'dynamic_score': v, 'Acc@1': 50.0})
-            write(p['temporality'], {'Acc@1': 90.0, 'Acc@1_frozen': 80.0 - 10 * v})
-            write(p['probe'], {'Acc@1': 40.0 + seed})
+            p = {'dir': str(d), 'train': str(d / 'results.json'), 'card': str(d / 'card.json'),
+                 'dynamic': str(d / 'dyn.json'), 'probe': str(d / 'p.json')}
             paths[('main', name, seed)] = p
+            if v is None:
+                continue
+            _write(p['train'], {})
+            _write(p['dynamic'], _card(score=v))
+            _write(p['card'], _card(frozen=80.0 - 10 * v, contrasted=100 * v, wins=40 + 50 * v, dims=10 + 40 * v))
+            _write(p['probe'], {'Acc@1': 40.0 + seed})
+    return paths
+
+
+def test_report_statistics(tmp_path):
+    """Mean, Student-t CI and per-seed paired differences, read from bias-card files written here."""
+    paths = _study(tmp_path, {'resnet3d': [0.1, 0.2, 0.3], 'resnet3d-x': [0.5, 0.7, 0.6]})
     table = study_page.collect(paths)['main']
+    assert table['resnet3d'][0]['frozen_acc1'] == pytest.approx(79.0)  # the card's frozen_mean
+    assert table['resnet3d'][0]['frozen_first'] == pytest.approx(80.0)  # frozen_curve['0']
     models = study_page.summary(table)
     mean, ci = models['resnet3d']['dynamic_score']
     assert mean == pytest.approx(0.2) and ci == pytest.approx(4.303 * 0.1 / 3 ** 0.5)
     assert models['resnet3d']['probe_acc1_std'] == pytest.approx(1.0)
-    d_mean, d_sd = models['resnet3d-x']['paired']['dynamic_score']
-    assert d_mean == pytest.approx(0.4) and d_sd == pytest.approx(0.1)  # diffs 0.4, 0.5, 0.3
+    d_mean, d_sd, d_ci, n = models['resnet3d-x']['paired']['dynamic_score']
+    assert d_mean == pytest.approx(0.4) and d_sd == pytest.approx(0.1) and n == 3  # diffs 0.4, 0.5, 0.3
+    assert d_ci == pytest.approx(4.303 * 0.1 / 3 ** 0.5)
     assert 'paired' not in models['resnet3d']
     line = [x for x in study_page.paired_lines(models) if x.startswith('| resnet3d-x')][0]
     assert '+0.4' in line and '**clear**' in line
+    v = models['resnet3d-x']['verdict']
+    assert v['baseline'] == 'resnet3d' and v['debiases'] == 'yes' and 'frozen_acc1' in v['towards']
+
+
+def test_pages_render_partial_results(tmp_path):
+    """An interrupted study still writes both pages and says what is missing: a model with one
+    card, a method without its 24-epoch baseline, the separation of the controls per measure."""
+    from tools import study
+    rel = os.path.relpath(tmp_path, ROOT)
+    paths = _study(tmp_path, {'resnet2d': [0.05, 0.04, 0.06], 'resnet3d': [0.06, 0.05, 0.07],
+                              'resnet3d-bias0': [0.6, 0.62, 0.58], 'resnet3d-fame': [0.3, None, None],
+                              'resnet3d-24ep': [None, None, None]})
+    paths = {k: {m: os.path.relpath(v, ROOT) for m, v in p.items()} for k, p in paths.items()}
+    g = Graph(jobs=1)
+    for (_, name, seed), p in paths.items():
+        g.add(f'{seed}/{name}', ['main.py'], p['train'])
+        for m in ('card', 'dynamic', 'probe'):
+            g.add(f'{seed}/{name}/{m}', ['tools/bias_card.py'], p[m], [f'{seed}/{name}'])
+    g.select(lambda key: study.selected(key, models=['resnet2d', 'resnet3d']))
+    page = tmp_path / 'scenemotion.md'
+    study_page.write(paths, [0, 1, 2], g, str(page), 'python tools/study.py --models resnet2d')
+    text, card = page.read_text(), (tmp_path / 'bias-card.md').read_text()
+    assert '**Partial results**' in text and '**Partial results.**' in card
+    assert '| resnet3d-fame | `resnet3d-24ep` | not decided (0 paired seeds)' in text
+    assert '1/3 (missing: 1 held, 2 held)' in text  # fame: seed 0 only, the others held
+    doc = json.loads((tmp_path / 'bias-card.json').read_text())
+    assert doc['complete'] is False and doc['models']['resnet3d-fame']['seeds'] == [0]
+    assert doc['separation']['dynamic_score']['apart'] is True
+    assert doc['separation']['frozen_acc1']['apart'] is True  # static controls keep their frozen accuracy
+    assert doc['separation']['pretrain_acc1']['apart'] is None  # not a bias measure
+    assert json.loads((tmp_path / 'scenemotion.json').read_text())['models']['resnet3d-bias0']['paired'][
+        'dynamic_score'][0] == pytest.approx(0.54)
+    assert f'{rel}/resnet3d-fame/1/card.json' not in text  # commands are shown, not paths of missing files
+
+
+def test_selected_filters():
+    from tools import study
+    assert study.selected('0/resnet2d', ['resnet2d'], None)
+    assert not study.selected('0/resnet2d/probe', ['resnet2d'], ['train', 'card'])
+    assert study.selected('2/resnet2d/card', None, ['card'])
+    assert not study.selected('1/resnet3d', ['resnet2d'], None)
 
 
 def test_penalty_probe_step_and_restore():
@@ -151,3 +222,13 @@ def test_weight_distance(tmp_path, capsys):
     save_checkpoint({'state_dict': {f'module.{k}': v for k, v in b.items()}}, str(tmp_path / 'b.pth.tar'))
     assert weight_distance.main([str(tmp_path / 'a.pth.tar'), str(tmp_path / 'b.pth.tar')]) == 0
     assert capsys.readouterr().out.startswith(f'{(6 * 4.0) ** 0.5:.4f}  ')
+
+
+def test_demo_prints_the_card_headlines(tmp_path):
+    """`make demo`'s table reads the card's files; a missing file prints nan, not an error."""
+    from tools import demo
+    paths = _study(tmp_path, {'resnet2d': [0.04], 'resnet3d-bias0': [0.6], 'resnet3d': [None]}, seeds=(0,))
+    out = demo.table({n: paths[('main', n, 0)] for n in ('resnet2d', 'resnet3d', 'resnet3d-bias0')})
+    rows = {line.split(' | ')[0]: line.split(' | ') for line in out.splitlines() if ' | ' in line}
+    assert rows['resnet3d-bias0'][2:] == ['90.0', '74.0', '60.0', '70.0', '34.0', '0.600', '40.0']
+    assert rows['resnet3d'][-2] == 'nan' and '(0.040 here' in out

@@ -2,10 +2,12 @@
 
 Trains the controls — a frame-wise ResNet (static by construction), the baseline 3D ResNet on
 the scene-biased pretrain split, the same 3D ResNet where scene and class are independent
-(motion only) — and one de-biased model (StillMix), then measures each the way the paper does:
-dynamic score on the scene-independent ``transfer`` split (a static mimic trained on it), accuracy
-on frozen clips, and a linear probe on transfer. Every step is a plain command of the entry
-scripts (printed as it runs); finished steps are skipped when the demo is run again. Two
+(motion only) — and one de-biased model (StillMix), then measures each with the bias card
+(``tools/bias_card.py``, docs/bias-card.md, the same two commands as ``make study``): accuracy on
+normal and frozen pretrain-val clips, contrasted accuracy, scene conflict and the dynamic share
+of the features on pretrain-val, the dynamic score on the scene-independent ``transfer-test``
+(a frame-wise mimic trained without it), and a linear probe on transfer. Every step is a plain
+command of the entry scripts; finished steps are skipped when the demo is run again. Two
 commands run at once, one thread each.
 
     python tools/demo.py [--out runs/demo] [--drl freeze|shuffle|fgsm|pgd] [--fresh]
@@ -32,20 +34,52 @@ WHAT = {'resnet2d': 'frame-wise, static by construction', 'resnet3d': 'baseline,
         'resnet3d-bias0': 'trained with bias 0 (motion only)', 'resnet3d-stillmix': 'baseline + StillMix'}
 
 
-def value(path, key):
+# the columns: (title, study step, path in its result file, digits)
+COLUMNS = (
+    ('pretrain-val Acc@1', 'card', ('measures', 'temporality', 'acc', 'normal', 'value'), 1),
+    ('frozen-clip Acc@1', 'card', ('measures', 'temporality', 'acc', 'frozen_mean', 'value'), 1),
+    ('contrasted Acc', 'card', ('measures', 'temporality', 'value'), 1),
+    ('conflict: clip wins', 'card', ('measures', 'conflict', 'value'), 1),
+    ('dynamic dims %', 'card', ('measures', 'representation', 'value'), 1),
+    ('dynamic score (transfer-test)', 'dynamic', ('measures', 'dynamic', 'value'), 3),
+    ('linear probe on transfer', 'probe', ('Acc@1',), 1),
+)
+
+
+def value(path, keys):
+    """The number at ``keys`` in the JSON file ``path`` (nan when the file or entry is missing)."""
     full = os.path.join(ROOT, path)
     if not os.path.isfile(full):
         return float('nan')
     with open(full) as f:
-        return float(json.load(f).get(key, float('nan')))
+        doc = json.load(f)
+    for k in keys:
+        if not isinstance(doc, dict) or k not in doc:
+            return float('nan')
+        doc = doc[k]
+    return float(doc)
 
 
 def build(out, seed=0, drl=None, jobs=2):
     """The demo's job graph: ``(graph, model names, {name: result paths})``."""
     g = Graph(jobs=jobs, threads=1)
     names = list(SHOWN) + ([DRL[drl]] if drl else [])
-    paths = {n: add_model(g, n, SPECS[n], seed, out, ('score', 'temporality', 'probe')) for n in names}
+    paths = {n: add_model(g, n, SPECS[n], seed, out, ('card', 'dynamic', 'probe')) for n in names}
     return g, names, paths
+
+
+def table(paths):
+    """The demo's printout: the bias card's headline measures of each model."""
+    head = ['model', 'what'] + [c[0] for c in COLUMNS]
+    floor = value(paths['resnet2d']['dynamic'], COLUMNS[5][2]) if 'resnet2d' in paths else float('nan')
+    lines = ['', 'SceneMotion demo: chance 12.5 %. A static model keeps its accuracy on frozen clips (contrasted '
+             'accuracy near 0), loses the scene conflict and gets the dynamic score of the frame-wise resnet2d '
+             f'({floor:.3f} here: the score\'s floor); a motion model loses its accuracy on frozen clips and '
+             'scores high.', ' | '.join(head), ' | '.join('---' for _ in head)]
+    for n, p in paths.items():
+        lines.append(f"{n} | {WHAT.get(n, 'DRL from the baseline')} | "
+                     + ' | '.join(f'{value(p[step], keys):.{d}f}' for _, step, keys, d in COLUMNS))
+    return '\n'.join(lines)
 
 
 def main():
@@ -62,18 +96,9 @@ def main():
     g, names, paths = build(a.out, a.seed, a.drl, a.jobs)
     g.run()
     failed = [j.key for j in g.items.values() if j.state != 'done']
-    head = ['model', 'what', 'pretrain-val Acc@1', 'frozen-clip Acc@1', 'dynamic score (transfer)',
-            'linear probe on transfer']
-    print('\nSceneMotion demo: chance 12.5 %. A static model keeps its accuracy on frozen clips and gets a '
-          'dynamic score near 0;\na motion model loses it on frozen clips and gets a high score.')
-    print(' | '.join(head))
-    print(' | '.join('---' for _ in head))
-    for n, p in paths.items():
-        print(f"{n} | {WHAT.get(n, 'DRL from the baseline')} | {value(p['temporality'], 'Acc@1'):.1f} | "
-              f"{value(p['temporality'], 'Acc@1_frozen'):.1f} | {value(p['score'], 'dynamic_score'):.3f} | "
-              f"{value(p['probe'], 'Acc@1'):.1f}")
-    print(f'\nrun folders: {a.out}/seed{a.seed}/<model>/ (score/ temporality/ probe/); '
-          f'the study with seeds and CIs: docs/results/scenemotion.md')
+    print(table(paths))
+    print(f'\nrun folders: {a.out}/seed{a.seed}/<model>/ (card/ card_dynamic/ probe/: bias_card.md is each '
+          "model's full card); the study with seeds and CIs: docs/results/scenemotion.md, docs/results/bias-card.md")
     print(f'total time: {(time.time() - t0) / 60:.1f} min')
     if failed:
         sys.exit(f'demo: {len(failed)} commands failed or were skipped: {failed}')

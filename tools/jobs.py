@@ -22,7 +22,7 @@ class Job:
     result: str
     deps: list = field(default_factory=list)
     seconds: float = 0.0
-    state: str = 'todo'  # todo | running | done | failed | skipped
+    state: str = 'todo'  # todo | held (filtered out, not run) | running | done | failed | skipped
 
     @property
     def shown(self):
@@ -51,6 +51,14 @@ class Graph:
             job.state = 'done'
         self.items[key] = job
         return job
+
+    def select(self, keep):
+        """Hold every job still to do whose key fails ``keep(key)``: it is not run (nor what
+        depends on it), and keeps its place in the graph (the page lists it as not run)."""
+        for job in self.items.values():
+            if job.state == 'todo' and not keep(job.key):
+                job.state = 'held'
+        return self
 
     def times(self):
         """``(wall, busy)`` seconds of the finished jobs: first start to last end, and their sum,

@@ -1,23 +1,27 @@
-"""`make study`: the SceneMotion study — can the dynamic score tell static from dynamic models,
-and do DRL and de-biasing make a static-biased video model more dynamic?
+"""`make study`: the SceneMotion study — can the bias card tell static from dynamic models,
+and which de-biasing methods make a static-biased video model more dynamic?
 
-Per seed: the controls (frame-wise ``resnet2d``, baseline ``resnet3d`` with ``bias`` 0.9,
-``resnet3d`` with ``bias`` 0), the de-biasing baselines (StillMix, Background Erasing, trained
-like the baseline) and the four DRL variants at the DRL configs' full length (FGSM, PGD,
-DRL-dir freeze / shuffle, each from that seed's baseline). Every model is measured by
+Per seed: the controls (frame-wise ``resnet2d``, baseline ``resnet3d`` with ``bias`` 0.9 at 12
+and at 24 epochs, ``resnet3d`` with ``bias`` 0), the de-biasing methods of ``debias/``
+(StillMix, FAME, ALBAR, mixup and CutMix at 24 epochs, Background Erasing at the baseline's 12;
+docs/methods.md) and the four DRL variants at the DRL configs' full length (FGSM, PGD, DRL-dir
+freeze / shuffle, each from that seed's baseline). Every model is measured by
 
-* its dynamic score on the ``transfer`` subset, where scene and class are independent
-  (``configs/scoring/scenemotion.yaml``: a frame-wise mimic trained on transfer-train);
-* its accuracy on normal and frozen pretrain-val clips (``tools/temporality.py``);
+* the bias card (``tools/bias_card.py``, docs/bias-card.md), two commands: temporality
+  (normal / frozen / shuffled / reversed accuracy, contrasted accuracy), scene conflict and the
+  representation level on pretrain-val; the dynamic score with a frame-wise mimic trained
+  without transfer-test and scored on transfer-test (docs/drl.md, "Where to score");
 * transfer: fine-tuning and a linear probe on transfer-train, tested on transfer-test;
 * 5-way 5-shot accuracy on the novel motions.
 
 Then a sweep on one seed: DRL knobs (λ, eps) and a partly static baseline. Writes
-``docs/results/scenemotion.md``, ``scenemotion.json`` and ``scenemotion.png``; the page is
-rewritten after every finished command, so an interrupted study still reports. Finished
-commands are skipped when the study is run again.
+``docs/results/scenemotion.md`` (+ ``.json``, ``.png``) and ``docs/results/bias-card.md``
+(+ ``.json``); the pages are rewritten after every finished command, so an interrupted study
+still reports (marking what is missing). Finished commands are skipped when the study is run
+again; ``--models`` / ``--steps`` run a part of it (the pages still list every model).
 
     python tools/study.py [--seeds 0 1 2] [--out runs/study] [--jobs 2] [--no-sweep] [--extra-sweep]
+                          [--models NAME ...] [--steps train card dynamic ...] [--report-only]
 """
 import argparse
 import os
@@ -46,19 +50,31 @@ MODELS = {
     'resnet3d-stillmix-24ep': ('main.py', ['configs/scenemotion/res3d18-stillmix.yaml', 'optimizer.epochs=24',
                                            'optimizer.schedule.args.T_max=24'], '3d', None),
     'resnet3d-be': ('main.py', ['configs/scenemotion/res3d18-be.yaml'], '3d', None),
+    # the baseline at StillMix's length: every 24-epoch method is compared with it and with the
+    # 12-epoch baseline (a sweep point of seed 0 until 2026-12-07)
+    'resnet3d-24ep': ('main.py', [R3D, 'optimizer.epochs=24', 'optimizer.schedule.args.T_max=24'], '3d', None),
+    # the de-biasing methods of debias/ (docs/methods.md); their configs train 24 epochs
+    'resnet3d-fame': ('main.py', ['configs/scenemotion/res3d18-fame.yaml'], '3d', None),
+    'resnet3d-albar': ('main.py', ['configs/scenemotion/res3d18-albar.yaml'], '3d', None),
+    'resnet3d-mixup': ('main.py', ['configs/scenemotion/res3d18-mixup.yaml'], '3d', None),
+    'resnet3d-cutmix': ('main.py', ['configs/scenemotion/res3d18-cutmix.yaml'], '3d', None),
     'resnet3d-drl-fgsm': ('main-drl.py', [R3D, 'configs/drl/scenemotion-fgsm.yaml'], '3d', 'resnet3d'),
     'resnet3d-drl-pgd': ('main-drl.py', [R3D, 'configs/drl/scenemotion-pgd.yaml'], '3d', 'resnet3d'),
     'resnet3d-drl-dir-freeze': ('main-drl-dir.py', [R3D, 'configs/drl/kd0.5-freeze.yaml'], '3d', 'resnet3d'),
     'resnet3d-drl-dir-shuffle': ('main-drl-dir.py', [R3D, 'configs/drl/kd0.5-shuffle.yaml'], '3d', 'resnet3d'),
 }
-FULL = ('score', 'temporality', 'probe', 'finetune', 'fewshot')
+# card: the bias card's accuracy-based and representation measures on pretrain-val; dynamic:
+# the card's dynamic score (mimic trained without transfer-test, scored on it). Two commands of
+# tools/bias_card.py, so that a change of the mimic's recipe reruns only the dynamic score.
+CARD = ('card', 'dynamic')
+FULL = (*CARD, 'probe', 'finetune', 'fewshot')
 CONTROLS = ('resnet2d', 'resnet3d', 'resnet3d-bias0')
+BASELINES = ('resnet3d', 'resnet3d-24ep')  # paired differences are taken against both
 PENALTY = ('resnet3d', 'resnet3d-bias0', 'resnet3d-drl-dir-freeze', 'resnet3d-drl-dir-shuffle')  # also fine-tuned: its seed spread beside the probe's
 # the sweep (seed 0): where does each DRL variant start to act? (cheap knobs first)
 SWEEP = {
     'dir-freeze λ=2': ('main-drl-dir.py', [R3D, 'configs/drl/kd0.5-freeze.yaml', 'sp.criterion.lambda=2'],
                        '3d', 'resnet3d'),
-    'baseline 24 epochs': ('main.py', [R3D, 'optimizer.epochs=24', 'optimizer.schedule.args.T_max=24'], '3d', None),
     'baseline bias=0.5': ('main.py', [R3D, 'dataset.scenemotion.bias=0.5'], '3d', None),
     'bias=0.5 + dir-freeze': ('main-drl-dir.py', [R3D, 'configs/drl/kd0.5-freeze.yaml',
                                                   'dataset.scenemotion.bias=0.5'], '3d', 'baseline bias=0.5'),
@@ -98,10 +114,14 @@ def add_model(g, name, spec, seed, out, measures):
     pre, transfer, probe, fewshot = CFG[family]
     ck = ['--pretrain', f'{d}/checkpoint.pth.tar']
     cmds = {
-        'score': (['main-drl.py', transfer, SCORING], f'{d}/score', 'results.json'),
+        # the bias card (docs/bias-card.md): temporality, scene conflict and the representation
+        # level on pretrain-val (the config's `test` split), where the models are accurate
+        'card': (['tools/bias_card.py', pre, '--measures', 'temporality', 'conflict', 'representation'],
+                 f'{d}/card', 'bias_card.json'),
+        # its dynamic score: docs/drl.md "Where to score" (the mimic never sees transfer-test)
+        'dynamic': (['tools/bias_card.py', pre, '--measures', 'dynamic'], f'{d}/card_dynamic', 'bias_card.json'),
         # the published protocol: scored on the split the model was trained on (pretrain-val)
         'score_pretrain': (['main-drl.py', pre, SCORING], f'{d}/score_pretrain', 'results.json'),
-        'temporality': (['tools/temporality.py', pre], f'{d}/temporality', 'temporality.json'),
         'probe': (['main.py', probe], f'{d}/probe', 'results.json'),
         'finetune': (['main.py', transfer], f'{d}/finetune', 'results.json'),
         'fewshot': (['main-fsl.py', fewshot], f'{d}/fewshot', 'results.json'),
@@ -118,12 +138,12 @@ def add_model(g, name, spec, seed, out, measures):
     return paths
 
 
-def build(seeds, out, sweep, jobs, log, page, extra=False):
+def build(seeds, out, sweep, jobs, log, page, extra=False, command=None):
     """The whole study as a job graph; ``paths[(section, name, seed)]`` lists its result files."""
     paths = {}
 
     def rewrite(graph):
-        study_page.write(paths, seeds, graph, page)
+        study_page.write(paths, seeds, graph, page, command)
 
     g = Graph(jobs=jobs, threads=1, log=log, on_done=rewrite)
     # cheap runs first (every seed's controls, de-biasing and DRL-dir, then the cheap sweep), the
@@ -143,21 +163,29 @@ def build(seeds, out, sweep, jobs, log, page, extra=False):
         for name, spec in {**SWEEP, **(EXTRA_SWEEP if extra else {})}.items():
             if sweep and is_attack(name) == attacks:
                 more = ('penalty',) if 'dir' in name else ('probe', 'finetune', 'fewshot') if name == 'fgsm eps=0' else ()
-                paths[('sweep', name, seeds[0])] = add_model(g, name, spec, seeds[0], out,
-                                                             ('score', 'temporality', *more))
+                paths[('sweep', name, seeds[0])] = add_model(g, name, spec, seeds[0], out, (*CARD, *more))
 
     for seed in seeds:
         add_main(seed, attacks=False)
-    if sweep:  # why the protocol changed: the controls scored on pretrain-val
+    if sweep:  # why the protocol changed: the controls scored on pretrain-val (the transfer
+        # score beside it is the card's, from the main table)
         for name in CONTROLS:
             paths[('protocol', name, seeds[0])] = add_model(g, name, MODELS[name], seeds[0], out,
-                                                            ('score', 'score_pretrain'))
+                                                            ('dynamic', 'score_pretrain'))
     add_sweep(attacks=False)
     add_main(seeds[0], attacks=True)
     add_sweep(attacks=True)
     for seed in seeds[1:]:
         add_main(seed, attacks=True)
     return g, rewrite
+
+
+def selected(key, models=None, steps=None):
+    """Whether job ``key`` (``seed/name`` for a training, ``seed/name/measure``) passes the
+    ``--models`` / ``--steps`` filters."""
+    parts = key.split('/')
+    step = parts[2] if len(parts) > 2 else 'train'
+    return (not models or parts[1] in models) and (not steps or step in steps)
 
 
 def main():
@@ -170,15 +198,28 @@ def main():
     ap.add_argument('--page', default='docs/results/scenemotion.md')
     ap.add_argument('--report-only', action='store_true',
                     help='write the page from the finished runs under --out, run nothing')
+    ap.add_argument('--models', nargs='+', default=None, metavar='NAME',
+                    help='run only the commands of these models (training and measures), e.g. the controls '
+                         f'{" ".join(CONTROLS)} resnet3d-stillmix-24ep; the page still lists every model')
+    ap.add_argument('--steps', nargs='+', default=None, metavar='STEP',
+                    help='run only these steps: train and / or measures (card dynamic probe finetune fewshot '
+                         'score_pretrain penalty)')
     a = ap.parse_args()
+    known = set(MODELS) | set(SWEEP) | set(EXTRA_SWEEP)
+    if a.models and set(a.models) - known:
+        ap.error(f'--models: unknown {sorted(set(a.models) - known)}; known: {", ".join(known)}')
     page = os.path.join(ROOT, a.page)
     os.makedirs(os.path.dirname(page), exist_ok=True)
+    command = 'python tools/study.py ' + ' '.join(sys.argv[1:])
     g, rewrite = build(a.seeds, a.out, not a.no_sweep, a.jobs, lambda m: print(m, flush=True), page,
-                       a.extra_sweep)
+                       a.extra_sweep, command.strip())
+    if a.models or a.steps:
+        g.select(lambda key: selected(key, a.models, a.steps))
     if not a.report_only:
         g.run()
     rewrite(g)
-    failed = [j.key for j in g.items.values() if j.state in ('failed', 'skipped')]
+    failed = [j.key for j in g.items.values() if j.state in ('failed', 'skipped')
+              and (not (a.models or a.steps) or selected(j.key, a.models, a.steps))]
     print(f'page: {a.page}' + (f'; {len(failed)} commands failed or skipped: {failed}' if failed else ''))
     return 1 if failed else 0
 

@@ -1,35 +1,82 @@
 """The SceneMotion study's report: reads the result files of tools/study.py's runs and writes
-``docs/results/scenemotion.md``, ``scenemotion.json`` and ``scenemotion.png``.
+
+* ``docs/results/scenemotion.md``, ``scenemotion.json`` and ``scenemotion.png``: every model's
+  dynamic score, frozen-clip accuracy, the bias card's headline measures, transfer (fine-tune,
+  linear probe), 5-shot and pretrain-val accuracy; paired differences against the 12- and the
+  24-epoch baseline; for each method whether it de-biases, by how much and at what cost;
+* ``docs/results/bias-card.md`` and ``bias-card.json``: every measure of the bias card
+  (tools/bias_card.py) for the study's models, paired differences against the baseline and,
+  per measure, whether the static controls sit on the static side of the motion-only model.
+
+Both pages render whatever subset of the results exists: a model or seed whose command has not
+finished shows ``—`` and the coverage table says what is missing.
 
 Statistics: mean and 95 % confidence interval over seeds (Student t, ``n − 1`` degrees of
-freedom); paired differences are taken per seed against the same seed's baseline ``resnet3d``.
+freedom); paired differences are taken per seed against the same seed's baseline, reported as
+mean, standard deviation and 95 % CI over seeds; **clear** means ``|mean| > 2 × sd`` (at least
+2 seeds).
 """
 import csv
 import json
 import math
 import os
+import platform
 import statistics
 
 from tools.jobs import ROOT
 
-BASE = 'resnet3d'
-# key -> (column label, where it is read from: (measure, result key))
-COLUMNS = {
-    'pretrain_acc1': ('pretrain-val Acc@1', ('temporality', 'Acc@1')),
-    'frozen_acc1': ('frozen-clip Acc@1', ('temporality', 'Acc@1_frozen')),
-    'dynamic_score': ('dynamic score', ('score', 'dynamic_score')),
-    'mimic_acc1': ('transfer-test Acc@1 as is', ('score', 'Acc@1')),
-    'transfer_acc1': ('transfer Acc@1 (fine-tuned)', ('finetune', 'Acc@1')),
-    'probe_acc1': ('transfer Acc@1 (linear probe)', ('probe', 'Acc@1')),
-    'fewshot_acc1': ('5-way 5-shot novel Acc@1', ('fewshot', 'Acc@1')),
+BASE, BASE24 = 'resnet3d', 'resnet3d-24ep'
+CONTROLS = ('resnet2d', 'resnet3d', 'resnet3d-bias0')  # static by construction, static baseline, motion only
+STATIC, MOTION = ('resnet2d', 'resnet3d'), 'resnet3d-bias0'
+# trained 24 epochs: their matched baseline is the 24-epoch one (both baselines are shown)
+LONG = ('resnet3d-stillmix-24ep', 'resnet3d-fame', 'resnet3d-albar', 'resnet3d-mixup', 'resnet3d-cutmix')
+BASELINES = (BASE, BASE24)
+# the bias card's quantities: key -> (label, study step, path in bias_card.json, direction).
+# Direction: +1 when a higher value means more motion, -1 when it means more scene, 0 neither.
+CARD = {
+    'dynamic_score': ('dynamic score', 'dynamic', ('measures', 'dynamic', 'value'), +1),
+    'transfer_asis': ('transfer-test Acc@1 as is', 'dynamic', ('measures', 'dynamic', 'Acc@1'), +1),
+    'contrasted': ('contrasted accuracy', 'card', ('measures', 'temporality', 'value'), +1),
+    'pretrain_acc1': ('pretrain-val Acc@1', 'card', ('measures', 'temporality', 'acc', 'normal', 'value'), 0),
+    'frozen_acc1': ('frozen-clip Acc@1 (mean over frames)', 'card',
+                    ('measures', 'temporality', 'acc', 'frozen_mean', 'value'), -1),
+    'frozen_first': ('frozen-clip Acc@1, frame 0', 'card', ('measures', 'temporality', 'frozen_curve', '0'), -1),
+    'frozen_min': ('frozen-clip Acc@1, worst frame', 'card',
+                   ('measures', 'temporality', 'acc', 'frozen_min', 'value'), -1),
+    'frozen_max': ('frozen-clip Acc@1, best frame', 'card',
+                   ('measures', 'temporality', 'acc', 'frozen_max', 'value'), -1),
+    'shuffled_acc1': ('shuffled-clip Acc@1', 'card', ('measures', 'temporality', 'acc', 'shuffled', 'value'), -1),
+    'reversed_acc1': ('time-reversed Acc@1', 'card', ('measures', 'temporality', 'acc', 'reversed', 'value'), -1),
+    'clip_wins': ('scene conflict: clip label wins', 'card', ('measures', 'conflict', 'value'), +1),
+    'conflict_acc_clip': ("scene conflict: Acc@1 vs the clip's label", 'card',
+                          ('measures', 'conflict', 'acc_clip', 'value'), +1),
+    'conflict_acc_frame': ("scene conflict: Acc@1 vs the frame's label", 'card',
+                           ('measures', 'conflict', 'acc_frame', 'value'), -1),
+    'dynamic_dims': ('dynamic dims (%, Kowal)', 'card', ('measures', 'representation', 'value'), +1),
+    'static_dims': ('static dims (%, Kowal)', 'card', ('measures', 'representation', 'static', 'value'), -1),
 }
-EXTRA = {'score_pretrain': ('score_pretrain', 'dynamic_score'),  # read, but not columns
-         'penalty_kl': ('penalty', 'kl'), 'penalty_ratio': ('penalty', 'ratio_actual_detached'),
-         'penalty_cos': ('penalty', 'cos_penalty_ce')}
+# the card's headline of each measure (the bias-card page's paired table)
+HEADLINES = ('dynamic_score', 'contrasted', 'clip_wins', 'dynamic_dims', 'frozen_acc1', 'transfer_asis')
+OTHER = {  # the study's other measures
+    'transfer_acc1': ('transfer Acc@1 (fine-tuned)', 'finetune', ('Acc@1',), +1),
+    'probe_acc1': ('transfer Acc@1 (linear probe)', 'probe', ('Acc@1',), +1),
+    'fewshot_acc1': ('5-way 5-shot novel Acc@1', 'fewshot', ('Acc@1',), +1),
+}
+FIELDS = {**CARD, **OTHER}
+EXTRA = {'score_pretrain': ('score_pretrain', ('dynamic_score',)),  # read, but not columns
+         'penalty_kl': ('penalty', ('kl',)), 'penalty_ratio': ('penalty', ('ratio_actual_detached',)),
+         'penalty_cos': ('penalty', ('cos_penalty_ce',))}
+# the scenemotion page's columns
+COLUMNS = ('pretrain_acc1', 'frozen_acc1', 'dynamic_score', 'contrasted', 'clip_wins', 'dynamic_dims',
+           'transfer_asis', 'transfer_acc1', 'probe_acc1', 'fewshot_acc1')
+PAIRED = ('dynamic_score', 'frozen_acc1', 'contrasted', 'clip_wins', 'dynamic_dims', 'transfer_acc1',
+          'probe_acc1', 'fewshot_acc1', 'pretrain_acc1')
+# a method de-biases when one of these moves in the de-biasing direction beyond 2 x the paired sd
+DEBIAS = ('dynamic_score', 'frozen_acc1', 'contrasted')
+STEPS = ('train', 'card', 'dynamic', 'probe', 'finetune', 'fewshot')
 PENALTY = {'penalty_kl': 'KL(p(x) ‖ p(x_static)) on train clips',
            'penalty_ratio': 'actual / static-side-held gain of one step',
            'penalty_cos': 'cosine(penalty ascent, CE descent)'}
-PAIRED = ('dynamic_score', 'frozen_acc1', 'transfer_acc1', 'probe_acc1', 'fewshot_acc1')
 # per-epoch training diagnostics of the DRL runs (metrics.csv columns)
 DIAG = {
     'train_grad_ratio': '‖∇ penalty‖ / ‖∇ CE‖ at the logits',
@@ -41,6 +88,10 @@ DIAG = {
     'train_loss_cls': 'CE on clean clips',
 }
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def label(key):
+    return FIELDS[key][0]
 
 
 def ci95(values):
@@ -55,21 +106,44 @@ def _read(path):
     full = os.path.join(ROOT, path)
     if not os.path.isfile(full):
         return None
-    with open(full) as f:
-        return json.load(f)
+    try:
+        with open(full) as f:
+            return json.load(f)
+    except (OSError, ValueError):  # a file being written
+        return None
+
+
+def _dig(doc, keys):
+    for k in keys:
+        if isinstance(doc, dict) and k in doc:
+            doc = doc[k]
+        elif isinstance(doc, dict) and k.isdigit() and int(k) in doc:
+            doc = doc[int(k)]
+        else:
+            return None
+    return doc if isinstance(doc, (int, float)) and not isinstance(doc, bool) else None
 
 
 def collect(paths):
-    """``{section: {name: {seed: {column: value}}}}`` from every finished result file."""
+    """``{section: {name: {seed: {key: value}}}}`` from every finished result file."""
     out = {}
     for (section, name, seed), p in paths.items():
-        row = {}
-        sources = {**{k: src for k, (_, src) in COLUMNS.items()}, **EXTRA}
-        for key, (measure, field) in sources.items():
-            res = _read(p[measure]) if measure in p else None
-            if res is not None and field in res:
-                row[key] = float(res[field])
+        row, cache = {}, {}
+        sources = {**{k: (step, keys) for k, (_, step, keys, _) in FIELDS.items()}, **EXTRA}
+        for key, (step, keys) in sources.items():
+            if step not in p:
+                continue
+            if step not in cache:
+                cache[step] = _read(p[step])
+            v = _dig(cache[step], keys) if cache[step] is not None else None
+            if v is not None:
+                row[key] = float(v)
+        card = cache.get('card') or _read(p['card']) if 'card' in p else None
+        row['_seconds'] = {f'card.{m}': s for m, s in ((card or {}).get('seconds') or {}).items()}
+        dyn = _read(p['dynamic']) if 'dynamic' in p else None
+        row['_seconds'].update({f'card.{m}': s for m, s in ((dyn or {}).get('seconds') or {}).items()})
         row['_diag'] = diagnostics(p['dir'])
+        row['_trained'] = os.path.isfile(os.path.join(ROOT, p['train'])) if 'train' in p else False
         out.setdefault(section, {}).setdefault(name, {})[seed] = row
     return out
 
@@ -98,46 +172,130 @@ def mean_ci(values, digits=3):
     return f'{fmt(statistics.mean(values), digits)} ± {fmt(ci95(values), 2)}'
 
 
+def values(per_seed, key):
+    return [r[key] for _, r in sorted(per_seed.items()) if key in r]
+
+
+def paired(per_seed, base, key):
+    """``[mean, sd, ci95 half-width, n]`` of the per-seed differences model − baseline, or None."""
+    diffs = [r[key] - base[s][key] for s, r in sorted(per_seed.items()) if key in r and key in base.get(s, {})]
+    if not diffs:
+        return None
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else None
+    return [statistics.mean(diffs), sd, ci95(diffs) if len(diffs) > 1 else None, len(diffs)]
+
+
+def is_clear(d):
+    return d is not None and d[1] is not None and abs(d[0]) > 2 * d[1]
+
+
+def matched(name):
+    """The baseline of the same training length."""
+    return BASE24 if name in LONG else BASE
+
+
+def verdict(name, table):
+    """Does ``name`` de-bias against its matched baseline, by how much, at what cost."""
+    base = table.get(matched(name), {})
+    d = {k: paired(table[name], base, k) for k in (*DEBIAS, 'pretrain_acc1', 'transfer_acc1', 'probe_acc1')}
+    n = max((x[3] for x in d.values() if x), default=0)
+    if n < 2:
+        return {'baseline': matched(name), 'debiases': f'not decided ({n} paired seed{"s" if n != 1 else ""})',
+                'paired': d, 'seeds': n}
+    sign = {k: FIELDS[k][3] for k in DEBIAS}
+    towards = [k for k in DEBIAS if is_clear(d[k]) and d[k][0] * sign[k] > 0]
+    against = [k for k in DEBIAS if is_clear(d[k]) and d[k][0] * sign[k] < 0]
+    if 'dynamic_score' in towards:
+        word = 'yes'
+    elif towards:
+        word = 'partly (' + ', '.join(label(k) for k in towards) + ')'
+    elif against:
+        word = 'no: more static (' + ', '.join(label(k) for k in against) + ')'
+    elif d['dynamic_score'] is None:
+        word = 'not decided (no dynamic score yet), no clear change of the card measures'
+    else:
+        word = 'no'
+    return {'baseline': matched(name), 'debiases': word, 'towards': towards, 'against': against,
+            'paired': d, 'seeds': n}
+
+
 def summary(table):
-    """The JSON of the issue: per model mean/CI, transfer spread and paired differences."""
+    """The JSON of the study: per model mean/CI, transfer spread, paired differences against
+    both baselines and the verdict."""
     models = {}
-    base = table.get(BASE, {})
     for name, per_seed in table.items():
         entry = {}
-        for key in COLUMNS:
-            vals = [r[key] for r in per_seed.values() if key in r]
+        for key in FIELDS:
+            vals = values(per_seed, key)
             if vals:
                 entry[key] = [statistics.mean(vals), ci95(vals) if len(vals) > 1 else None]
                 if key in ('transfer_acc1', 'probe_acc1'):
                     entry[key + '_std'] = statistics.stdev(vals) if len(vals) > 1 else None
-        if name != BASE:
-            paired = {}
-            for key in PAIRED:
-                diffs = [r[key] - base[s][key] for s, r in per_seed.items() if key in r and key in base.get(s, {})]
-                if diffs:
-                    paired[key] = [statistics.mean(diffs), statistics.stdev(diffs) if len(diffs) > 1 else None]
-            entry['paired'] = paired
-        entry['seeds'] = sorted(per_seed)
+        for tag, base_name in (('paired', BASE), ('paired_24ep', BASE24)):
+            if name == base_name or base_name not in table:
+                continue
+            diffs = {k: paired(per_seed, table[base_name], k) for k in FIELDS}
+            entry[tag] = {k: v for k, v in diffs.items() if v}
+        if name not in CONTROLS and name != BASE24 and (BASE in table or BASE24 in table):
+            entry['verdict'] = verdict(name, table)
+        entry['seeds'] = sorted(s for s, r in per_seed.items() if r.get('_trained'))
         models[name] = entry
     return models
 
 
-def paired_lines(models):
-    lines = ['| model vs `resnet3d` (same seed) | ' + ' | '.join(COLUMNS[k][0] for k in PAIRED) + ' |',
-             '|---|' + '---|' * len(PAIRED)]
+def _cell(d):
+    if not d:
+        return '—'
+    mean, sd, _, n = d
+    sd_s = f' (sd {fmt(sd, 2)})' if sd is not None else f' ({n} seed)'
+    return f'{mean:+.3g}{sd_s}{" **clear**" if is_clear(d) else ""}'
+
+
+def paired_lines(models, tag='paired', base=BASE, keys=PAIRED, only=None):
+    lines = [f'| model vs `{base}` (same seed) | ' + ' | '.join(label(k) for k in keys) + ' |',
+             '|---|' + '---|' * len(keys)]
     for name, e in models.items():
-        if name == BASE or not e.get('paired'):
+        if name == base or not e.get(tag) or (only is not None and name not in only):
             continue
+        lines.append(f'| {name} | ' + ' | '.join(_cell(e[tag].get(k)) for k in keys) + ' |')
+    return lines
+
+
+def verdict_lines(models):
+    lines = ['| method | matched baseline | de-biases? | dynamic score | frozen-clip Acc@1 | contrasted accuracy | '
+             'cost: pretrain-val Acc@1 | transfer (fine-tuned) | transfer (linear probe) | seeds |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    for name, e in models.items():
+        v = e.get('verdict')
+        if not v:
+            continue
+        p = v['paired']
+        lines.append(f"| {name} | `{v['baseline']}` | {v['debiases']} | "
+                     + ' | '.join(_cell(p.get(k)) for k in (*DEBIAS, 'pretrain_acc1', 'transfer_acc1', 'probe_acc1'))
+                     + f" | {v['seeds']} |")
+    return lines
+
+
+def coverage(table, graph, names):
+    """Rows ``name | trained | card | dynamic | ...``: finished seeds per step, from the graph."""
+    state = {}
+    for j in graph.items.values():
+        parts = j.key.split('/')
+        if len(parts) < 2:
+            continue
+        step = parts[2] if len(parts) > 2 else 'train'
+        state.setdefault((parts[1], step), []).append((parts[0], j.state))
+    lines = ['| model | ' + ' | '.join(STEPS) + ' |', '|---|' + '---|' * len(STEPS)]
+    for name in names:
         cells = []
-        for key in PAIRED:
-            d = e['paired'].get(key)
-            if not d:
+        for step in STEPS:
+            runs = state.get((name, step), [])
+            if not runs:
                 cells.append('—')
                 continue
-            mean, sd = d
-            clear = sd is not None and abs(mean) > 2 * sd
-            sd_s = '' if sd is None else f' (sd {fmt(sd, 2)})'
-            cells.append(f'{mean:+.3g}{sd_s}{" **clear**" if clear else ""}')
+            done = [s for s, st in runs if st == 'done']
+            missing = [f'{s} {st}' for s, st in runs if st != 'done']
+            cells.append(f'{len(done)}/{len(runs)}' + (f' (missing: {", ".join(missing)})' if missing else ''))
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     return lines
 
@@ -162,41 +320,78 @@ def diag_lines(table):
     return lines
 
 
-def write(paths, seeds, graph, page):
+def cpu_model():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown'
+
+
+def _complete(table, graph, names, steps):
+    """Whether every (model, seed, step) of ``names`` x ``steps`` in the graph is done."""
+    for j in graph.items.values():
+        parts = j.key.split('/')
+        step = parts[2] if len(parts) > 2 else 'train'
+        if len(parts) > 1 and parts[1] in names and step in steps and j.state != 'done':
+            return False
+    return True
+
+
+def write(paths, seeds, graph, page, command=None):
     data = collect(paths)
     table, sweep = data.get('main', {}), data.get('sweep', {})
     models = summary(table)
-    done = sorted({s for n in table.values() for s, r in n.items() if 'dynamic_score' in r})
+    done = sorted({s for n in table.values() for s, r in n.items() if r.get('_trained')})
     state = {}
     for j in graph.items.values():
         state[j.state] = state.get(j.state, 0) + 1
     wall, busy = graph.times()
     doc = os.path.dirname(page)
+    command = command or f'python tools/study.py --seeds {" ".join(map(str, seeds))}'
+    complete = all(v == 'done' for v in (j.state for j in graph.items.values()))
     with open(os.path.join(doc, 'scenemotion.json'), 'w') as f:
-        json.dump({'seeds': done, 'models': models}, f, indent=1, default=lambda v: None)
+        json.dump({'seeds': done, 'complete': complete, 'command': command, 'cpu': cpu_model(),
+                   'models': models}, f, indent=1, default=lambda v: None)
         f.write('\n')
     plot(table, os.path.join(doc, 'scenemotion.png'))
+    partial = '' if complete else (
+        '**Partial results**: not every command of the study has finished (coverage table below; `—` marks a '
+        'figure whose command has not run). ')
     lines = [
-        '# SceneMotion study: does the dynamic score tell static from dynamic models, and do DRL and '
-        'de-biasing make a static-biased model more dynamic?', '',
-        f'Generated by `make study` (`python tools/study.py --seeds {" ".join(map(str, seeds))}`) on this '
-        'repository\'s 2-core CPU machine, two commands at a time with one thread each. '
-        f'Run time: {busy / 60:.0f} min of command time (the sum over the finished commands, each '
-        f'timed by the runner), {wall / 60:.0f} min from the first command to the last (pauses and '
-        'restarts included); '
-        f'commands {", ".join(f"{k}: {v}" for k, v in sorted(state.items()))}; how loaded the machine '
-        'was: run notes at the end. '
+        '# SceneMotion study: does the dynamic score tell static from dynamic models, and which '
+        'de-biasing methods make a static-biased model more dynamic?', '',
+        partial + f'Generated by `{command}` on a 2-core CPU machine ({cpu_model()}), two commands at a '
+        'time with one thread each. '
+        f'Command time of the finished commands: {busy / 60:.0f} min (the sum, each timed by the runner), '
+        f'{wall / 60:.0f} min from the first to the last (pauses, restarts and other users\' load included; '
+        'run notes and the run-time estimate at the end); '
+        f'commands {", ".join(f"{k}: {v}" for k, v in sorted(state.items()))}. '
         'Chance: 12.5 % (8 classes), 20 % for 5-way few-shot. Cells: mean ± 95 % CI over seeds '
         '(Student t); protocol and columns below the tables.', '',
         '## Models', '',
-        '| model | ' + ' | '.join(label for label, _ in COLUMNS.values()) + ' |',
+        '| model | ' + ' | '.join(label(k) for k in COLUMNS) + ' |',
         '|---|' + '---|' * len(COLUMNS)]
     for name, per_seed in table.items():
-        cells = [mean_ci([r[k] for r in per_seed.values() if k in r]) for k in COLUMNS]
-        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-    lines += ['', '## Paired differences against the baseline', '',
-              'Per seed, model minus that seed\'s `resnet3d`; mean and standard deviation over seeds. '
+        lines.append(f'| {name} | ' + ' | '.join(mean_ci(values(per_seed, k)) for k in COLUMNS) + ' |')
+    lines += ['', '## Does each method de-bias, by how much, at what cost?', '',
+              'Against the baseline of the same training length (12 epochs: `resnet3d`; 24 epochs: '
+              '`resnet3d-24ep`), per seed, then mean and sd over seeds. **De-biases: yes** when the dynamic '
+              'score rises beyond 2 × its paired sd; *partly* when only frozen-clip accuracy (falling) or '
+              'contrasted accuracy (rising) moves beyond 2 × sd; *no* otherwise. The cost is the paired change of '
+              'pretrain-val accuracy (the original task) and of transfer.', ''] + verdict_lines(models)
+    lines += ['', '## Paired differences against the 12-epoch baseline', '',
+              "Per seed, model minus that seed's `resnet3d`; mean and standard deviation over seeds. "
               '**clear**: |mean| > 2 × sd.', ''] + paired_lines(models)
+    lines += ['', '## Paired differences against the 24-epoch baseline', '',
+              "Per seed, model minus that seed's `resnet3d-24ep` (the baseline recipe at StillMix's length).", '']
+    lines += paired_lines(models, 'paired_24ep', BASE24)
+    lines += ['', '## Coverage', '', 'Finished seeds per step (`held`: left out by `--models` / `--steps`; '
+              '`todo`: not run yet; `failed` / `skipped`: see the log).', '']
+    lines += coverage(table, graph, list(table))
     lines += ['', '## Training diagnostics of the DRL runs (mean over seeds)', ''] + diag_lines(table)
     rows = [(n, per_seed) for n, per_seed in list(table.items()) + list(sweep.items())
             if any('penalty_kl' in r for r in per_seed.values())]
@@ -206,27 +401,25 @@ def write(paths, seeds, graph, page):
                   '(frozen clips; shuffled for the shuffle run).', '',
                   '| model | ' + ' | '.join(PENALTY.values()) + ' |', '|---|' + '---|' * len(PENALTY)]
         for name, per_seed in rows:
-            lines.append(f'| {name} | ' + ' | '.join(mean_ci([r[k] for r in per_seed.values() if k in r])
-                                                     for k in PENALTY) + ' |')
+            lines.append(f'| {name} | ' + ' | '.join(mean_ci(values(per_seed, k)) for k in PENALTY) + ' |')
     protocol = data.get('protocol', {})
     if protocol:
         lines += ['', f'## Why score on transfer (seed {seeds[0]})', '',
                   'The controls scored as the published code would score them on a scene-biased dataset, on '
-                  'pretrain-val (bias 0.9: the scene predicts the class ~90 % of the time), and on transfer:', '',
-                  '| model | dynamic score on pretrain-val (published) | dynamic score on transfer (ours) |',
+                  'pretrain-val (bias 0.9: the scene predicts the class ~90 % of the time; `main-drl.py` with '
+                  '`configs/scoring/scenemotion.yaml`), and by the bias card on transfer-test:', '',
+                  '| model | dynamic score on pretrain-val (published) | dynamic score on transfer (card) |',
                   '|---|---|---|']
         for name, per_seed in protocol.items():
             r = next(iter(per_seed.values()))
             lines.append(f"| {name} | {fmt(r.get('score_pretrain'))} | {fmt(r.get('dynamic_score'))} |")
     if sweep:
+        keys = ('pretrain_acc1', 'frozen_acc1', 'dynamic_score', 'contrasted', 'transfer_asis')
         lines += ['', f'## Sweep (seed {seeds[0]}): where does each variant start to act?', '',
-                  '| run | pretrain-val Acc@1 | frozen-clip Acc@1 | dynamic score | transfer-test Acc@1 as is |',
-                  '|---|---|---|---|---|']
+                  '| run | ' + ' | '.join(label(k) for k in keys) + ' |', '|---|' + '---|' * len(keys)]
         for name, per_seed in sweep.items():
             r = next(iter(per_seed.values()))
-            lines.append(f'| {name} | ' + ' | '.join(fmt(r.get(k)) for k in
-                                                     ('pretrain_acc1', 'frozen_acc1', 'dynamic_score', 'mimic_acc1'))
-                         + ' |')
+            lines.append(f'| {name} | ' + ' | '.join(fmt(r.get(k)) for k in keys) + ' |')
         lines += ['', 'Sweep diagnostics:', ''] + diag_lines(sweep)
     findings = os.path.join(doc, 'scenemotion-findings.md')
     if os.path.isfile(findings):
@@ -238,49 +431,190 @@ def write(paths, seeds, graph, page):
     lines += ['```', '']
     with open(page, 'w') as f:
         f.write('\n'.join(lines))
+    write_card_page(table, graph, os.path.join(doc, 'bias-card.md'), command)
 
 
 PROTOCOL = """## Protocol and columns
 
 - Every model is measured on its last-epoch `checkpoint.pth.tar`.
-- *pretrain-val Acc@1* / *frozen-clip Acc@1*: `tools/temporality.py` on the pretrain val split
-  (scene predicts the class with probability ≈ 0.9), clips as they are / with the first frame
-  repeated. Frozen ≈ normal means the model answers from the scene.
-- *dynamic score*: `main-drl.py <transfer config> configs/scoring/scenemotion.yaml`: the model is
-  fixed, a frame-wise ResNet-18 (widths of the video model) learns to mimic it on transfer-train
-  (480 videos, scene independent of class), and 1 − its top-1 agreement on transfer-test (480)
-  is the score. On the pretrain split the scene predicts the class, so even a motion model's
-  decisions are mostly reproducible from one frame there and every model scores near 0
-  (docs/drl.md, "Where to score").
-- *transfer-test Acc@1 as is*: the model without any fine-tuning on transfer-test (from the
-  scoring run): a scene model is at chance there.
+- The bias card (`tools/bias_card.py`, docs/bias-card.md) gives every column but transfer and
+  5-shot, in two commands per model: `--measures temporality conflict representation` on
+  pretrain-val (the config's `test` split: scene predicts the class with probability ≈ 0.9,
+  where the models are accurate), and `--measures dynamic`, whose mimic trains on every split
+  but transfer-test and is scored on transfer-test (docs/drl.md, "Where to score"). Two commands
+  so that a change of the mimic's recipe reruns only the dynamic score.
+- *pretrain-val Acc@1*: normal clips. *frozen-clip Acc@1*: one frame repeated over time, mean
+  over the frame index (the card's `frozen_mean`; the 2026-12-02 run used the first frame only,
+  `tools/temporality.py`). Frozen ≈ normal means the model answers from the scene.
+- *contrasted accuracy*: share of videos right on the real clip and wrong on its frozen copy,
+  averaged over the frame index (Li et al., ICCV 2023). *clip label wins*: every clip blended
+  half-and-half with a still frame of a video of another class; the share where the clip's label
+  gets the higher probability. *dynamic dims*: share of the pooled features' dimensions that
+  encode the dynamics (Kowal et al., CVPR 2022; pairs: frame-shuffled copy / same motion on
+  another scene).
+- *dynamic score*: a frame-wise mimic (measure/mimic.py's recipe) learns the fixed model's
+  outputs without labels; 1 − its agreement on transfer-test (480 videos, scene independent of
+  class). *transfer-test Acc@1 as is*: the model without fine-tuning on transfer-test (a scene
+  model is at chance there).
 - *transfer (fine-tuned)*: the whole model, new head, 10 epochs on transfer-train (480 videos),
   tested once after the last epoch on transfer-test (480); *linear probe*: the same with the
   backbone frozen (eval mode), only the new head trained. `transfer_acc1` in the JSON is the
   fine-tuned figure, `probe_acc1` the probe's.
 - *5-way 5-shot*: `main-fsl.py configs/scenemotion-fs/*-5shot.yaml`, 200 episodes on the 6 novel
   motions.
-- DRL runs use the DRL configs' full length (25 epochs, SGD, lr / 10 after epochs 10 and 20);
-  FGSM / PGD attack a frame-wise ResNet-18 with the video model's widths
-  (`configs/drl/scenemotion-{fgsm,pgd}.yaml`)."""
+- Methods: StillMix, FAME, ALBAR, mixup and CutMix train 24 epochs (`configs/scenemotion/res3d18-*.yaml`,
+  docs/methods.md) and are compared with the 24-epoch baseline (and the 12-epoch one); Background
+  Erasing trains the baseline's 12. DRL runs use the DRL configs' full length (25 epochs from the
+  12-epoch baseline, SGD, lr / 10 after epochs 10 and 20); FGSM / PGD attack a frame-wise
+  ResNet-18 with the video model's widths (`configs/drl/scenemotion-{fgsm,pgd}.yaml`)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# docs/results/bias-card.md
+
+CARD_MODELS_FIRST = ('resnet2d', 'resnet3d', 'resnet3d-bias0', 'resnet3d-24ep')
+CARD_GROUPS = (
+    ('Dynamic score and temporality', ('dynamic_score', 'transfer_asis', 'contrasted', 'pretrain_acc1', 'frozen_acc1',
+                                       'frozen_first', 'frozen_min', 'frozen_max', 'shuffled_acc1', 'reversed_acc1')),
+    ('Scene conflict and representation level', ('clip_wins', 'conflict_acc_clip', 'conflict_acc_frame',
+                                                 'dynamic_dims', 'static_dims')),
+)
+
+
+def separation(table, key):
+    """Whether both static controls sit on the static side of the motion-only model, CIs apart.
+    Returns ``(text, verdict)`` with verdict True / False / None (undecided)."""
+    direction = CARD[key][3]
+    if direction == 0:
+        return 'not a bias measure (accuracy)', None
+    motion = values(table.get(MOTION, {}), key)
+    if not motion:
+        return f'no `{MOTION}` result', None
+    out, verdicts = [], []
+    for name in STATIC:
+        vals = values(table.get(name, {}), key)
+        if not vals:
+            out.append(f'no `{name}`')
+            verdicts.append(None)
+            continue
+        side = (statistics.mean(vals) - statistics.mean(motion)) * direction < 0
+        if len(vals) < 2 or len(motion) < 2:
+            out.append(f"`{name}` {'static side' if side else 'motion side'}, CIs need 2 seeds")
+            verdicts.append(None)
+            continue
+        gap = abs(statistics.mean(vals) - statistics.mean(motion)) - ci95(vals) - ci95(motion)
+        apart = side and gap > 0
+        out.append(f"`{name}` {'static side' if side else '**motion side**'}, "
+                   f"{'CIs apart' if gap > 0 else '**CIs overlap**'}")
+        verdicts.append(apart)
+    verdict = None if None in verdicts else all(verdicts)
+    return '; '.join(out), verdict
+
+
+def card_summary(table):
+    models = {}
+    for name, per_seed in table.items():
+        entry = {'seeds': sorted(s for s, r in per_seed.items() if any(k in r for k in CARD))}
+        for key in CARD:
+            vals = values(per_seed, key)
+            if vals:
+                entry[key] = {'mean': statistics.mean(vals), 'ci95': ci95(vals) if len(vals) > 1 else None,
+                              'per_seed': {str(s): r[key] for s, r in sorted(per_seed.items()) if key in r}}
+        for tag, base_name in (('paired', BASE), ('paired_24ep', BASE24)):
+            if name != base_name and base_name in table:
+                d = {k: paired(per_seed, table[base_name], k) for k in CARD}
+                entry[tag] = {k: dict(zip(('mean', 'sd', 'ci95', 'n'), v)) for k, v in d.items() if v}
+        secs = {}
+        for r in per_seed.values():
+            for m, s in r.get('_seconds', {}).items():
+                secs.setdefault(m, []).append(s)
+        entry['seconds'] = {m: statistics.mean(v) for m, v in secs.items()}
+        models[name] = entry
+    return models
+
+
+def write_card_page(table, graph, page, command):
+    names = [n for n in CARD_MODELS_FIRST if n in table] + [n for n in table if n not in CARD_MODELS_FIRST]
+    have = [n for n in names if any(any(k in r for k in CARD) for r in table[n].values())]
+    models = card_summary({n: table[n] for n in names})
+    seps = {k: separation(table, k) for k in CARD}
+    complete = _complete(table, graph, names, ('train', 'card', 'dynamic'))
+    present = [f"`{n}` (seeds {', '.join(map(str, models[n]['seeds']))})" for n in have]
+    doc = {'schema': 'study_bias_card/1', 'complete': complete, 'command': command, 'cpu': cpu_model(),
+           'models': models, 'separation': {k: {'text': t, 'apart': v} for k, (t, v) in seps.items()}}
+    with open(os.path.splitext(page)[0] + '.json', 'w') as f:
+        json.dump(doc, f, indent=1, default=lambda v: None)
+        f.write('\n')
+    lines = ['# The bias card on SceneMotion: every measure for the study\'s models', '']
+    if not complete:
+        lines += ['**Partial results.** Models and seeds present: ' + (', '.join(present) or 'none') + '. '
+                  'Commands not finished are listed in the coverage table; `—` marks a missing figure.', '']
+    lines += [f'Generated by `{command}` (tools/study.py, tools/study_page.py) on a 2-core CPU machine ({cpu_model()}). '
+              'Each model is carded by two commands of `tools/bias_card.py` (the exact lines are at the end): '
+              'temporality, scene conflict and the representation level on pretrain-val, the dynamic score '
+              'with its mimic trained without transfer-test and scored on transfer-test (docs/bias-card.md). '
+              'Cells: mean ± 95 % CI over seeds (Student t); percent, the dynamic score in [0, 1].', '']
+    for title, keys in CARD_GROUPS:
+        lines += [f'## {title}', '', '| model | ' + ' | '.join(label(k) for k in keys) + ' |',
+                  '|---|' + '---|' * len(keys)]
+        for n in names:
+            lines.append(f'| {n} | ' + ' | '.join(mean_ci(values(table[n], k)) for k in keys) + ' |')
+        lines.append('')
+    lines += ['## Do the static controls sit on the static side of the motion-only model?', '',
+              f'For each measure: both static controls (`resnet2d`, static by construction; `resnet3d`, the '
+              f'scene-biased baseline) against `{MOTION}` (trained where scene and class are independent), '
+              'with 95 % CIs apart.', '', '| measure | higher means | result | separates |', '|---|---|---|---|']
+    for k in CARD:
+        text, v = seps[k]
+        d = {1: 'motion', -1: 'scene', 0: '—'}[CARD[k][3]]
+        lines.append(f"| {label(k)} | {d} | {text} | {'yes' if v else 'n/a' if v is None else '**no**'} |")
+    lines += ['', '## Paired differences against the baseline', '',
+              "Per seed, model minus that seed's `resnet3d`; mean (sd over seeds), **clear**: |mean| > 2 × sd.", '']
+    lines += paired_lines({n: {'paired': {k: [e['mean'], e['sd'], e['ci95'], e['n']]
+                                          for k, e in models[n].get('paired', {}).items()}} for n in names},
+                          keys=HEADLINES + ('pretrain_acc1',))
+    long_names = [n for n in names if n in LONG]
+    if long_names:
+        lines += ['', "Methods trained 24 epochs against the same seed's `resnet3d-24ep`:", '']
+        lines += paired_lines({n: {'paired_24ep': {k: [e['mean'], e['sd'], e['ci95'], e['n']]
+                                                   for k, e in models[n].get('paired_24ep', {}).items()}}
+                               for n in names}, 'paired_24ep', BASE24, HEADLINES + ('pretrain_acc1',), only=long_names)
+    secs = {}
+    for n in names:
+        for m, s in models[n]['seconds'].items():
+            secs.setdefault(m, []).append(s)
+    if secs:
+        lines += ['', '## Time per measure', '',
+                  'Mean wall time of each measure over the cards above (one thread, the card\'s own `seconds`; '
+                  'measured while other work shared the machine unless the run notes say otherwise):', '',
+                  '| measure | seconds |', '|---|---|']
+        lines += [f'| {m.split(".", 1)[1]} | {statistics.mean(v):.0f} |' for m, v in sorted(secs.items())]
+    lines += ['', '## Coverage', ''] + coverage(table, graph, names)
+    lines += ['', '## Commands', '', '```']
+    lines += [j.shown if j.state == 'done' else f'{j.shown}   # {j.state}, not in the tables'
+              for j in graph.items.values() if j.key.split('/')[-1] in ('card', 'dynamic')
+              and j.key.split('/')[1] in names]
+    lines += ['```', '']
+    with open(page, 'w') as f:
+        f.write('\n'.join(lines))
 
 
 def plot(table, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    keys = ['frozen_acc1', 'dynamic_score', 'transfer_acc1', 'probe_acc1', 'fewshot_acc1']
+    keys = ['frozen_acc1', 'dynamic_score', 'contrasted', 'transfer_acc1', 'probe_acc1', 'fewshot_acc1']
     names = list(table)
     if not names:
         return
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 4.2))
     for ax, key in zip(axes, keys):
-        vals = [[r[key] for r in table[n].values() if key in r] for n in names]
+        vals = [values(table[n], key) for n in names]
         means = [statistics.mean(v) if v else 0 for v in vals]
         errs = [ci95(v) if len(v) > 1 else 0 for v in vals]
         ax.bar(range(len(names)), means, yerr=errs, capsize=3, color='tab:blue')
         ax.set_xticks(range(len(names)), [n.replace('resnet3d-', '+') for n in names], rotation=50, ha='right')
-        ax.set_title(COLUMNS[key][0], fontsize=9)
+        ax.set_title(label(key), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
