@@ -108,9 +108,9 @@ def read_folder_config(path: str) -> dict[str, Any]:
         raise HFModelError(f'{cfg_file}: cannot read it: {str(e).splitlines()[0]}') from None
     if not isinstance(cfg, dict):
         raise HFModelError(f'{cfg_file}: not a JSON object')
-    if cfg.get('auto_map') or any(f.endswith('.py') for f in os.listdir(path)):
-        raise HFModelError(f'{path}: the model needs its own code (trust_remote_code: auto_map in config.json '
-                           'or .py files); code from a checkpoint folder never runs here')
+    if cfg.get('auto_map'):
+        raise HFModelError(f'{path}: the model needs its own code (trust_remote_code: auto_map in config.json); '
+                           'code from a checkpoint folder never runs here')
     cfg['model_type'] = family_of(cfg.get('model_type'), cfg_file)
     return cfg
 
@@ -279,6 +279,7 @@ def _load_folder(path: str, cfg: Mapping[str, Any]) -> tuple[nn.Module, bool]:
         of the pooling / classifier (a pre-training checkpoint) start fresh, with a warning.
     """
     import transformers
+    from safetensors import SafetensorError
     kind = cfg['model_type']
     cls_name, _, base = FAMILIES[kind]
     if not any(os.path.isfile(os.path.join(path, f)) for f in WEIGHT_FILES):
@@ -288,7 +289,7 @@ def _load_folder(path: str, cfg: Mapping[str, Any]) -> tuple[nn.Module, bool]:
         with _quiet_transformers():
             net, info = cls.from_pretrained(path, local_files_only=True, trust_remote_code=False,
                                             dtype=torch.float32, output_loading_info=True)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SafetensorError) as e:  # a damaged or foreign weights file
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise HFModelError(f'{path}: cannot load it as {cls_name}: {first}') from None
     missing = list(info.get('missing_keys') or [])

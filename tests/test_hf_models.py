@@ -274,6 +274,8 @@ BAD = {
                                ("model_type 'bert' is not a supported video classifier",) + tuple(FAMILIES)),
     'remote-code': ({'model_type': 'videomae', 'auto_map': {'AutoModel': 'modeling_custom.CustomModel'}},
                     ('modeling_custom.py',), (), ('trust_remote_code', 'never runs')),
+    'damaged-weights': ('tiny-config', (), (), ('cannot load it as VideoMAEForVideoClassification',
+                                               'deserializing header')),
     # VideoMAE's fixed position table: 4-frame 32x32 clips, asked for 8-frame 28x28 ones
     'clip-size': ('tiny', (), ('dataset.args.train.n_frames=8', 'dataset.args.test.n_frames=8',
                                'dataset.args.test_final.n_frames=8', 'dataset.transform.crop=28'),
@@ -287,6 +289,11 @@ def test_bad_input_is_one_line(case, folders, cache, tmp_path, capsys):
     config, extra, over, texts = BAD[case]
     if config == 'tiny':
         folder = folders['videomae'][0]
+    elif config == 'tiny-config':  # the saved config.json beside a damaged model.safetensors
+        folder = tmp_path / case
+        folder.mkdir()
+        (folder / 'config.json').write_text(open(os.path.join(folders['videomae'][0], 'config.json')).read())
+        (folder / 'model.safetensors').write_bytes(b'\x10' + b'\x00' * 7 + b'{"a": 1')
     else:
         folder = tmp_path / case
         folder.mkdir()
