@@ -46,7 +46,18 @@ median over rounds of (published step time / our step time) in the same round.
     python benchmarks/train_step.py --device cuda --amp bf16 --channels-last
     python benchmarks/train_step.py --batch 2 --frames 4 --size 32 --repeats 1   # seconds
 
-Last lines: ``ratio <workload>=<ours/published>``.
+De-biasing workloads (``stillmix``, ``be``, ``fame``, ``albar``, ``mixup``, ``cutmix``): the
+cost of a method, i.e. the training step of ``ClassifierStep`` with the method (built by
+``debias.build_method`` at its config defaults; BE as in configs/scenemotion/res3d18-be.yaml)
+against the plain step, same weights, batch and optimiser, timed in interleaved rounds; no
+equivalence check (the work differs by design). The figure is the median over rounds of
+(method step time / plain step time): 1.0 = free, 3.0 = three plain steps' time.
+
+    python benchmarks/train_step.py --workload stillmix be fame albar mixup cutmix \
+        --batch 8 --frames 8 --size 48 --width 0.25 --classes 8 --repeats 6   # SceneMotion-sized
+
+Last lines: ``ratio <workload>=<ours/published>`` for the DRL workloads and the baseline,
+``cost <workload>=<method/plain>`` for the de-biasing ones.
 """
 import argparse
 import contextlib
@@ -62,6 +73,8 @@ from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from core.config import fill_defaults
+from debias import build_method
 from drl.attacks import FGSM, PGD, eval_mode, fuse_conv_bn
 from drl.build import build_drl_optimizer
 from drl.steps import DRLAugStep, DRLDirStep
@@ -71,6 +84,11 @@ from models import build_model
 from supervised.step import ClassifierStep
 
 WORKLOADS = ('baseline', 'drl-fgsm', 'drl-pgd', 'drl-dir')
+# de-biasing workloads: the ``augment`` block of each (the schema fills the other defaults)
+DEBIAS = {'stillmix': {'name': 'stillmix'},
+          'be': {'name': 'background_erasing', 'mix': [0.0, 0.5], 'consistency': 1.0},
+          'fame': {'name': 'fame'}, 'albar': {'name': 'albar'},
+          'mixup': {'name': 'mixup'}, 'cutmix': {'name': 'cutmix'}}
 STD = [0.229, 0.224, 0.225]
 # configs/drl/fgsm-e3-i5.yaml, pgd-e3-i7.yaml, kd0.5-freeze.yaml
 ATTACK = {'drl-fgsm': {'eps': 0.03, 'iters': 5, 'momentum': 1.0},
@@ -173,12 +191,12 @@ class Published:
 class Ours:
     """The entry scripts' step object for ``workload``, driven as ``engine.engine`` drives it."""
 
-    def __init__(self, workload, f, g, amp='off', fuse_bn=True, attack_args=None):
+    def __init__(self, workload, f, g, amp='off', fuse_bn=True, attack_args=None, method=None):
         self.workload, self.f, self.g, self.amp = workload, f, g, amp
         args = attack_args or ATTACK.get(workload)
         sp_opt = {'optimizer': {'name': 'SGD', 'model_sp': {'args': SGD_G}, 'model': {'args': SGD_F_DRL}}}
-        if workload == 'baseline':
-            self.step = ClassifierStep(f, CrossEntropyLoss())
+        if workload == 'baseline':   # with ``method``: a de-biasing workload
+            self.step = ClassifierStep(f, CrossEntropyLoss(), method=method)
             self.optimizer = torch.optim.SGD(f.parameters(), **SGD_F)
         elif workload == 'drl-dir':
             self.step = DRLDirStep(f, None, KDLoss(reduction='none'), lam=LAMBDA, shuffle=False)
@@ -476,9 +494,34 @@ def run_workload(workload, args, device, batch):
     return ratio
 
 
+def debias_method(workload, n_class, n_frames):
+    """The de-biasing method of ``workload`` (:data:`DEBIAS`) at its config defaults."""
+    cfg = fill_defaults({'augment': DEBIAS[workload], 'model': {'name': 'resnet3d', 'args': {'n_class': n_class}},
+                         'dataset': {'args': {'train': {'n_frames': n_frames}}}})
+    return build_method(cfg)
+
+
+def run_debias_workload(workload, args, device, batch):
+    """Time the plain classification step and the step with ``workload``'s method, interleaved,
+    from the same weights; returns the median over rounds of method time / plain time."""
+    f0, _ = build_models('baseline', args.depth, args.classes, args.width, device, args.seed)
+    method = debias_method(workload, args.classes, args.frames)
+    plain = Ours('baseline', copy.deepcopy(f0), None, amp=args.amp)
+    with_method = Ours('baseline', copy.deepcopy(f0), None, amp=args.amp, method=method)
+    t_plain, t_method = time_pair(plain, with_method, batch, device, args.repeats, max(1, args.warmup))
+    n = batch['label'].shape[0]
+    paired = [m / p for p, m in zip(t_plain, t_method)]
+    cost = statistics.median(paired)
+    print(f'{workload:9s} plain {n / statistics.median(t_plain):8.3f} clips/s | with {method!r} '
+          f'{n / statistics.median(t_method):8.3f} clips/s | method/plain {cost:.2f}× (median of '
+          f'{len(paired)} paired rounds, {min(paired):.2f}–{max(paired):.2f})', flush=True)
+    return cost
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--workload', nargs='+', default=['baseline', 'drl-fgsm'], choices=WORKLOADS)
+    p.add_argument('--workload', nargs='+', default=['baseline', 'drl-fgsm'], choices=WORKLOADS + tuple(DEBIAS),
+                   help='DRL workloads (ours vs the published way) and de-biasing methods (vs the plain step)')
     p.add_argument('--device', default='auto', help='auto (cuda if available), cpu, cuda, cuda:N')
     p.add_argument('--threads', type=int, default=2, help='CPU threads (BENCHMARKS §3 uses 2)')
     p.add_argument('--batch', type=int, default=8)
@@ -524,8 +567,11 @@ def main(argv=None):
           f'channels-last {not args.no_sp_channels_last}, attack fuse_bn {not args.no_fuse_bn}')
     if hasattr(os, 'getloadavg'):
         print('load average before: {:.2f} {:.2f} {:.2f}'.format(*os.getloadavg()), flush=True)
-    ratios = {}
+    ratios, costs = {}, {}
     for workload in args.workload:
+        if workload in DEBIAS:
+            costs[workload] = run_debias_workload(workload, args, device, batch)
+            continue
         try:
             ratios[workload] = run_workload(workload, args, device, batch)
         except NotEquivalent as e:
@@ -533,9 +579,14 @@ def main(argv=None):
             return 1
     if hasattr(os, 'getloadavg'):
         print('load average after: {:.2f} {:.2f} {:.2f}'.format(*os.getloadavg()))
-    print('== same-run ratios (ours/published, clips/s) ==')
+    if ratios:
+        print('== same-run ratios (ours/published, clips/s) ==')
     for workload, ratio in ratios.items():
         print(f'ratio {workload}={ratio:.3f}')
+    if costs:
+        print('== same-run step-time ratios of the de-biasing methods (method step / plain step) ==')
+    for workload, cost in costs.items():
+        print(f'cost {workload}={cost:.3f}')
     return 0
 
 

@@ -95,3 +95,12 @@ def test_failed_check_stops_before_timing(capsys):
     assert ts.main([*TINY, '--repeats', '1', '--workload', 'drl-dir', '--rtol', '1e-12']) == 1
     out = capsys.readouterr().out
     assert 'check FAILED, not timed' in out and 'ratio drl-dir' not in out
+
+
+def test_debias_workloads_print_their_cost_against_the_plain_step(capsys):
+    assert ts.main([*TINY, '--repeats', '1', '--workload', 'stillmix', 'be', 'fame', 'albar', 'mixup', 'cutmix']) == 0
+    out = capsys.readouterr().out
+    costs = dict(line.split(' ', 1)[1].split('=') for line in out.splitlines() if line.startswith('cost '))
+    assert set(costs) == {'stillmix', 'be', 'fame', 'albar', 'mixup', 'cutmix'}
+    assert all(float(v) > 0 for v in costs.values())
+    assert 'method/plain' in out and 'ratio ' not in out   # no published-vs-ours figure here
