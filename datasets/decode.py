@@ -26,6 +26,7 @@ import functools
 import logging
 import math
 import os
+import struct
 import threading
 
 import av
@@ -368,15 +369,15 @@ class _Converter:
     libswscale, told the same colour space and range.
     """
 
-    def __init__(self, short_side, crop, n_max):
-        self.short_side, self.crop, self.n_max = short_side, crop, n_max
+    def __init__(self, short_side, crop, n_max, matrix=None):
+        self.short_side, self.crop, self.n_max, self.matrix_file = short_side, crop, n_max, matrix
         self.box, self.count, self.pix = None, 0, None
         self.orient, self.orientation = None, None
 
     def _setup(self, f):
         self.pix = f.format.name
         self.h, self.w = h, w = resized_hw(f.height, f.width, self.short_side)
-        self.orient, self.orientation = display_orientation(f)
+        self.orient, self.orientation = display_orientation(f, self.matrix_file)
         # the transform's crop box is in upright coordinates: upright frames are cropped there
         self.box = None if self.orient else _box(self.crop, h, w)
         top, left, ch, cw = self.box or (0, 0, h, w)
@@ -427,7 +428,86 @@ class _Converter:
 _DISPLAYMATRIX = av.sidedata.sidedata.Type.DISPLAYMATRIX
 
 
-def display_orientation(frame):
+def _boxes(data, start=0, end=None):
+    """``(type, payload start, payload end)`` of the ISO-BMFF boxes in ``data[start:end]``."""
+    end = len(data) if end is None else end
+    while start + 8 <= end:
+        size, kind = struct.unpack('>I4s', data[start:start + 8])
+        head = 8
+        if size == 1 and start + 16 <= end:
+            size, head = struct.unpack('>Q', data[start + 8:start + 16])[0], 16
+        elif size == 0:
+            size = end - start
+        if size < head or start + size > end:
+            return
+        yield kind, start + head, start + size
+        start += size
+
+
+def _moov(path):
+    """The bytes of an mp4 / mov file's ``moov`` box (a few kB), or ``None``."""
+    with open(path, 'rb') as f:
+        total = os.fstat(f.fileno()).st_size
+        pos = 0
+        while pos + 8 <= total:
+            f.seek(pos)
+            head = f.read(16)
+            if len(head) < 8:
+                return None
+            size, kind = struct.unpack('>I4s', head[:8])
+            skip = 8
+            if size == 1 and len(head) == 16:
+                size, skip = struct.unpack('>Q', head[8:16])[0], 16
+            elif size == 0:
+                size = total - pos
+            if size < skip:
+                return None
+            if kind == b'moov':
+                return f.read(size - skip) if skip == 16 else head[8:] + f.read(size - 16)
+            pos += size
+    return None
+
+
+def mov_display_matrix(path):
+    """The display matrix of the first video track of an mp4 / mov file (its ``tkhd`` box),
+    as FFmpeg exports it: nine int32 (16.16, 2.30 fixed point), or ``None``.
+
+    Read from the file because the reader's quick stream probe (:func:`open_video`) makes
+    FFmpeg drop the stream's display matrix."""
+    moov = _moov(path)
+    if moov is None:
+        return None
+    for kind, a, b in _boxes(moov):
+        if kind != b'trak':
+            continue
+        tkhd, video = None, False
+        for k, c, d in _boxes(moov, a, b):
+            if k == b'tkhd':
+                tkhd = moov[c:d]
+            elif k == b'mdia':
+                for k2, e, _ in _boxes(moov, c, d):
+                    if k2 == b'hdlr' and moov[e + 8:e + 12] == b'vide':
+                        video = True
+        if video and tkhd:
+            at = 40 + (12 if tkhd[0] == 1 else 0)  # after times, ids, duration, layer, volume
+            if len(tkhd) >= at + 36:
+                return np.array(struct.unpack('>9i', tkhd[at:at + 36]), np.int32)
+            return None
+    return None
+
+
+def file_display_matrix(container, path):
+    """The display matrix of ``path`` (mp4 / mov: two or three small reads and a parse of its
+    ``moov``, tens of microseconds; ``None`` for other containers)."""
+    if 'mp4' not in container.format.name and 'mov' not in container.format.name:
+        return None
+    try:
+        return mov_display_matrix(path)
+    except (OSError, struct.error):
+        return None
+
+
+def display_orientation(frame, matrix=None):
     """How a decoded frame is shown, from its display matrix (the side data phones write,
     ``rotate=90`` in older tools): ``(orient, description)``.
 
@@ -436,25 +516,38 @@ def display_orientation(frame):
     ``(a·x + c·y, b·x + d·y)`` (FFmpeg's convention, 16.16 fixed point): with ``a = d = 0`` the
     axes swap (90° / 270°, possibly mirrored), and a negative coefficient reverses that display
     axis. A rotation that is not a multiple of 90° is left as stored, with a warning.
+    ``matrix``: the matrix when known from the file (:func:`file_display_matrix`), else the
+    frame's side data is read.
     """
-    data = next((bytes(sd) for sd in frame.side_data if sd.type == _DISPLAYMATRIX), None)
-    if data is None or len(data) < 36:
-        return None, None
-    m = np.frombuffer(data[:36], np.int32).astype(np.float64)
+    if matrix is None:
+        data = next((bytes(sd) for sd in frame.side_data if sd.type == _DISPLAYMATRIX), None)
+        if data is None or len(data) < 36:
+            return None, None
+        matrix = np.frombuffer(data[:36], np.int32)
+    m = np.asarray(matrix, np.float64)
     a, b, c, d = m[0], m[1], m[3], m[4]
     swap = abs(b) > abs(a)
     x_from, y_from = (c, b) if swap else (a, d)  # the coefficients that carry each display axis
     off = (a, d) if swap else (b, c)
     if min(abs(x_from), abs(y_from)) < 1e-3 * max(abs(m[:5]).max(), 1) \
             or max(abs(off[0]), abs(off[1])) > 1e-3 * abs(x_from):
-        _warn_once(('rotation', frame.rotation), 'a display matrix rotating by %s degrees is '
-                   'not a multiple of 90; such videos are read as stored', frame.rotation)
+        _warn_once(('rotation', degrees(m)), 'a display matrix rotating by %s degrees is '
+                   'not a multiple of 90; such videos are read as stored', degrees(m))
         return None, None
     orient = (bool(swap), bool(y_from < 0), bool(x_from < 0))
     if orient == (False, False, False):
         return None, None
     mirrored = (a * d - b * c) < 0
-    return orient, f'rotated {frame.rotation} degrees' + (', mirrored' if mirrored else '')
+    return orient, f'rotated {degrees(m)} degrees' + (', mirrored' if mirrored else '')
+
+
+def degrees(m):
+    """Counter-clockwise rotation (degrees, -180..180) of a display matrix, as FFmpeg reports
+    it (``av_display_rotation_get``; PyAV's ``VideoFrame.rotation``)."""
+    sx, sy = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
+    if not sx or not sy:
+        return 0
+    return round(-math.degrees(math.atan2(m[1] / sy, m[0] / sx)))
 
 
 def upright(frames, orient):
@@ -497,9 +590,9 @@ def _read_container(container, path, n_clips, n_frames, fps, mode, rng, short_si
 def _decode_clips(container, stream, path, positions, src_fps, n_src, short_side, crop,
                   short=None):
     need = sorted({p for c in positions for p in c})
-    convert = _Converter(short_side, crop, len(need) + 1)
+    convert = _Converter(short_side, crop, len(need) + 1, file_display_matrix(container, path))
     frames = decode_indices(container, stream, need, src_fps, convert, path,
-                            n_src=None if short is not None else n_src)
+                            n_src=None if short is not None else n_src, reused=short is not None)
     video = _gather(frames, positions, convert.finish)
     n_true = n_src if short is None else math.floor(short) + 1
     return video, {'src_fps': src_fps, 'n_src_frames': n_true, 'duration': n_true / src_fps,
@@ -584,7 +677,8 @@ def frame_positions(stream, src_fps):
     return position
 
 
-def decode_indices(container, stream, need, src_fps, convert, path='<video>', n_src=None):
+def decode_indices(container, stream, need, src_fps, convert, path='<video>', n_src=None,
+                   reused=False):
     """The frame on screen at each of the sorted positions ``need`` (source frames from the
     start: ``t * src_fps``): the last frame whose position is at or before it (within ``EPS``);
     ``convert(frame)`` is called once per frame returned.
@@ -610,7 +704,8 @@ def decode_indices(container, stream, need, src_fps, convert, path='<video>', n_
     convert = convert or (lambda f: f)
     cc = stream.codec_context
     position = frame_positions(stream, src_fps)
-    state = {'started': False, 'exact': False, 'error': None}
+    # a container read before (a second pass over a truncated file) is sought before use
+    state = {'started': reused, 'exact': False, 'error': None, 'cut': False}
     dropped = set()  # positions of packets sent with NONREF and not (yet) seen decoded
 
     def may_answer(p):
@@ -648,8 +743,8 @@ def decode_indices(container, stream, need, src_fps, convert, path='<video>', n_
             except (av.FFmpegError, EOFError) as e:
                 if _more_packets(packets):
                     raise  # damage inside the file, not its end: undecodable
-                state['error'] = e  # the last packet is cut short (a truncated file)
-                return
+                state['error'] = e  # the last packet is cut short (a truncated file):
+                frames = _drain(cc)  # the frames the decoder still holds are the last ones
             for frame in frames:
                 pos = position(frame.pts, pos)
                 dropped.discard(pos)
@@ -661,6 +756,7 @@ def decode_indices(container, stream, need, src_fps, convert, path='<video>', n_
             container.seek(t0 + int(target / src_fps / tb), backward=True, any_frame=False,
                            stream=stream)
         state['started'] = True
+        seeked = target > 0
         for pos, frame in decoded(container.demux(stream)):
             if pos > target + EPS and target > 0:
                 # seek overshot (bad index): rewind and decode from the start
@@ -669,6 +765,12 @@ def decode_indices(container, stream, need, src_fps, convert, path='<video>', n_
                 return
             target = -1  # check only the first frame after a seek
             yield pos, frame
+        if seeked and target > 0:
+            # nothing decodes after the keyframe the seek found (a file cut before it):
+            # decode from the start to find where its frames end
+            state['error'], state['cut'] = None, True
+            container.seek(t0, backward=True, any_frame=False, stream=stream)
+            yield from decoded(container.demux(stream))
 
     out, j, prev, it = {}, 0, None, None  # prev: [position, frame, converted or None]
 
@@ -698,7 +800,7 @@ def decode_indices(container, stream, need, src_fps, convert, path='<video>', n_
                 break
             if prev is None or prev[1] is not frame:
                 prev = [pos, frame, None]
-            if j == len(need) or need[j] - pos > gap:
+            if j == len(need) or (need[j] - pos > gap and not state['cut']):
                 stopped = True
                 break
         if redo or (not stopped and prev is not None and dropped
@@ -727,6 +829,14 @@ def past_end(position, end):
     """Whether a clip position needs a frame after the one at ``end`` (the last decodable
     frame of a file shorter than its header): it is a frame interval or more beyond it."""
     return position + EPS >= end + 1
+
+
+def _drain(cc):
+    """The frames a decoder still holds (after the last packet it could read)."""
+    try:
+        return cc.decode(None)
+    except (av.FFmpegError, EOFError):
+        return []
 
 
 def _more_packets(packets):

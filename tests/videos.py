@@ -181,8 +181,17 @@ def truncate_video(src, dst, keep_packets):
 
 
 def pts_seconds(path):
-    """Presentation times (s, from the stream start) of every frame PyAV decodes, in order."""
+    """Presentation times (s, from the stream start) of every frame PyAV decodes, in order
+    (up to the first decoding error: a truncated file's decodable frames)."""
+    out = []
     with av.open(path) as c:
         s = c.streams.video[0]
         t0 = s.start_time or 0
-        return [float((f.pts - t0) * s.time_base) for f in c.decode(s)]
+        frames = []
+        try:
+            for packet in c.demux(s):
+                frames += packet.decode()
+        except (av.FFmpegError, EOFError):
+            frames += s.codec_context.decode(None)  # what the decoder holds still shows
+        out = [float((f.pts - t0) * s.time_base) for f in frames]
+    return out

@@ -6,7 +6,9 @@ For every split of ``dataset.args`` the dataset is built exactly as training bui
 roots, same annotation parsing); every video found is then opened with the training reader
 and decoded in full in parallel worker processes (``--quick``: only the training reader).
 Prints a table and the problem files; exits 1 when anything is missing or undecodable,
-2 on a config error.
+2 on a config error. Also counted and listed, without failing: videos that carry a rotation
+(a display matrix, as phones write; training reads them upright) and truncated files (fewer
+frames than their header promises; training samples within the frames they hold).
 """
 import argparse
 import logging
@@ -37,7 +39,11 @@ def get_args_parser():
 
 
 def decode_all(path, kind):
-    """Decode every frame (video) or read every jpg (frame folder); raise on any failure."""
+    """Decode every frame (video) or read every jpg (frame folder); raise on any failure.
+
+    Returns the number of frames decoded and the number the video's header promises (0 when
+    it says nothing, and for frame folders). A file whose last packet is cut short (a
+    truncated file) is not a failure: its frames up to the cut are what training uses."""
     import av
     import cv2
 
@@ -50,30 +56,52 @@ def decode_all(path, kind):
         for n in names:
             if cv2.imread(os.path.join(path, n)) is None:
                 raise VideoDecodeError(path, f'cannot read frame {n}')
-        return
+        return len(names), 0
+    n = 0
     try:
         with av.open(path, metadata_errors='ignore') as c:
             if not c.streams.video:
                 raise VideoDecodeError(path, 'no video stream')
-            n = sum(1 for _ in c.decode(c.streams.video[0]))
+            stream = c.streams.video[0]
+            header = stream.frames or 0
+            packets = c.demux(stream)
+            for packet in packets:
+                try:
+                    n += len(packet.decode())
+                except av.FFmpegError:
+                    if any(p.size > 0 for p in packets):
+                        raise  # damage inside the file
+                    n += len(stream.codec_context.decode(None))  # cut short at its end
+                    break
     except (av.FFmpegError, OSError, EOFError) as e:
         raise VideoDecodeError(path, f'{type(e).__name__}: {e}') from e
     if n == 0:
         raise VideoDecodeError(path, 'no decodable frame')
+    return n, header
 
 
 def check_one(item):
-    """Worker: ``(path, kind, quick) -> (path, None | 'path: reason')``."""
+    """Worker: ``(path, kind, quick) -> (path, None | 'path: reason', notes)``; ``notes``:
+    ``{'rotation': 'rotated 90 degrees'}`` for a video with a display matrix (read upright),
+    ``{'truncated': (frames decoded, frames the header promises)}`` for a file that holds
+    fewer frames than its header says (clips are sampled within them)."""
     from datasets.decode import VideoDecodeError, read_clips
 
     path, kind, quick = item
+    notes = {}
     try:
-        read_clips(path, 1, 2, -1, 'uniform', kind=kind)  # what training does first
+        _, info = read_clips(path, 1, 2, -1, 'uniform', kind=kind)  # what training does first
+        if info.get('orientation'):
+            notes['rotation'] = info['orientation']
+        if info.get('header_frames'):
+            notes['truncated'] = (info['n_src_frames'], info['header_frames'])
         if not quick:
-            decode_all(path, kind)
+            n, header = decode_all(path, kind)
+            if header and n < header - 1:
+                notes['truncated'] = (n, header)
     except VideoDecodeError as e:
-        return path, str(e)
-    return path, None
+        return path, str(e), {}
+    return path, None, notes
 
 
 def _init_worker():
@@ -84,7 +112,8 @@ def _init_worker():
 
 
 def decode_paths(items, workers):
-    """``{path: error or None}`` for ``[(path, kind, quick)]``, in parallel with a progress bar."""
+    """``{path: (error or None, notes)}`` for ``[(path, kind, quick)]`` (:func:`check_one`), in
+    parallel with a progress bar."""
     from tqdm import tqdm
 
     out = {}
@@ -93,16 +122,15 @@ def decode_paths(items, workers):
     bar = tqdm(total=len(items), desc='decoding', unit='video', file=sys.stderr)
     if workers <= 1:
         _init_worker()
-        results = map(check_one, items)
-        for path, err in results:
-            out[path] = err
+        for path, err, notes in map(check_one, items):
+            out[path] = err, notes
             bar.update()
     else:
         # fork: workers inherit the imported modules (spawn would re-import torch in each)
         method = 'fork' if 'fork' in mp.get_all_start_methods() else 'spawn'
         with mp.get_context(method).Pool(workers, initializer=_init_worker) as pool:
-            for path, err in pool.imap_unordered(check_one, items, chunksize=4):
-                out[path] = err
+            for path, err, notes in pool.imap_unordered(check_one, items, chunksize=4):
+                out[path] = err, notes
                 bar.update()
     bar.close()
     return out
@@ -118,10 +146,15 @@ def check_split(cfg, split, checked, args):
         return {'split': split, 'error': str(e)}
     todo = [(r.path, r.kind, args.quick) for r in ds.records if r.path not in checked]
     checked.update(decode_paths(todo, args.workers))
-    bad = [checked[r.path] for r in ds.records if checked[r.path]]
+    bad = [checked[r.path][0] for r in ds.records if checked[r.path][0]]
+    notes = [(r.path, checked[r.path][1]) for r in ds.records if checked[r.path][1]]
+    rotated = [f'{p}: {n["rotation"]}' for p, n in notes if 'rotation' in n]
+    truncated = [f'{p}: {n["truncated"][0]} of the {n["truncated"][1]} frames its header promises'
+                 for p, n in notes if 'truncated' in n]
     missing = list(getattr(ds, 'missing', []))
     return {'split': split, 'annotated': getattr(ds, 'n_annotated', len(ds) + len(missing)),
-            'found': len(ds), 'missing': missing, 'undecodable': bad}
+            'found': len(ds), 'missing': missing, 'undecodable': bad, 'rotated': rotated,
+            'truncated': truncated}
 
 
 def print_report(rows, show, out=sys.stdout):
@@ -133,11 +166,20 @@ def print_report(rows, show, out=sys.stdout):
         else:
             print(f"{r['split']:<12}{r['annotated']:>11}{r['found']:>9}{len(r['missing']):>9}"
                   f"{len(r['undecodable']):>13}", file=out)
+    for r in rows:  # usable as they are, but said: how many are turned, how many cut short
+        if r.get('rotated') or r.get('truncated'):
+            print(f"{r['split']}: {len(r['rotated'])} videos carry a rotation, "
+                  f"{len(r['truncated'])} are truncated", file=out)
+    notes = {'rotated': 'carry a rotation (display matrix); they are read upright',
+             'truncated': 'hold fewer frames than their header says; clips are sampled within '
+                          'the frames they hold'}
     for r in rows:
-        for kind in ('missing', 'undecodable'):
+        for kind in ('missing', 'undecodable', 'rotated', 'truncated'):
             files = r.get(kind) or []
             if files:
-                print(f"\n{r['split']}: {len(files)} {kind}:", file=out)
+                what = notes.get(kind, kind)
+                print(f"\n{r['split']}: {len(files)} {'videos ' + what if kind in notes else what}:",
+                      file=out)
                 for f in files if show < 0 else files[:show]:
                     print(f'  {f}', file=out)
                 if 0 <= show < len(files):

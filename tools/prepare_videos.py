@@ -7,7 +7,8 @@ Every video file under SRC (mp4, avi, webm, mkv, mov, m4v, flv) is re-encoded wi
 resized so its short side is ``--short-side`` (never upscaled), audio dropped, to the same
 relative path and *file name* under DST, so the annotation files still apply. Containers follow
 the extension (``.webm`` outputs are Matroska files holding H.264; FFmpeg/PyAV read them by
-content). Annotation files (csv, json, txt) are copied. Frame folders (jpg, SSv1 / Jester) are
+content). A video with a display matrix (a phone's rotation or mirror) is written upright,
+turned as a player shows it, without a matrix. Annotation files (csv, json, txt) are copied. Frame folders (jpg, SSv1 / Jester) are
 left alone. Resumable: each output is written to ``<name>.part`` then renamed, and outputs that
 exist are skipped. Exits 1 if any file failed (they are listed).
 """
@@ -19,6 +20,11 @@ import sys
 from fractions import Fraction
 
 import av
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from datasets.decode import display_orientation, file_display_matrix, upright  # noqa: E402
 
 VIDEO_FORMATS = {'.mp4': 'mp4', '.m4v': 'mp4', '.mov': 'mov', '.avi': 'avi',
                  '.webm': 'matroska', '.mkv': 'matroska', '.flv': 'matroska'}
@@ -76,6 +82,7 @@ def transcode(src, dst, short_side, gop=16, crf=23, preset='veryfast'):
             vin = inp.streams.video[0]
             rate = vin.average_rate or vin.guessed_rate or Fraction(30)
             w, h = out_size(vin.codec_context.width, vin.codec_context.height, short_side)
+            orient = None
             with av.open(tmp, 'w', format=fmt) as out:
                 vout = out.add_stream('libx264', rate=rate)
                 vout.width, vout.height, vout.pix_fmt = w, h, 'yuv420p'
@@ -88,8 +95,14 @@ def transcode(src, dst, short_side, gop=16, crf=23, preset='veryfast'):
                         colorspace = _kept_colorspace(frame)
                         if colorspace is not None:
                             vout.codec_context.colorspace = colorspace
+                        # a phone's display matrix: the output is written upright, without one
+                        orient, _ = display_orientation(frame, file_display_matrix(inp, src))
+                        if orient is not None and orient[0]:
+                            vout.width, vout.height = h, w
                     img = frame.reformat(width=w, height=h, format='yuv420p', interpolation='AREA',
                                          dst_color_range='MPEG')
+                    if orient is not None:
+                        img = _turned(img, orient)
                     img.pts, img.time_base = n, Fraction(1) / rate
                     out.mux(vout.encode(img))
                     n += 1
@@ -102,6 +115,16 @@ def transcode(src, dst, short_side, gop=16, crf=23, preset='veryfast'):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _turned(frame, orient):
+    """A yuv420p frame with each plane turned upright (:func:`datasets.decode.upright`)."""
+    planes = [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width]
+              for p in frame.planes]
+    planes = [upright(a[None, :, :, None], orient)[0, :, :, 0] for a in planes]
+    h, w = planes[0].shape
+    packed = np.concatenate([a.ravel() for a in planes]).reshape(h * 3 // 2, w)
+    return av.VideoFrame.from_ndarray(packed, format='yuv420p')
 
 
 def plan(src, dst):
