@@ -287,7 +287,7 @@ def _load_folder(path: str, cfg: Mapping[str, Any]) -> tuple[nn.Module, bool]:
     cls = getattr(transformers, cls_name)
     try:
         with _quiet_transformers():
-            net, info = cls.from_pretrained(path, local_files_only=True, trust_remote_code=False,
+            net, info = cls.from_pretrained(path, local_files_only=True, trust_remote_code=False, weights_only=True,
                                             dtype=torch.float32, output_loading_info=True)
     except (OSError, ValueError, SafetensorError) as e:  # a damaged or foreign weights file
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
