@@ -336,8 +336,10 @@ def test_vjepa2_takes_any_whole_number_of_tubelets():
 IMPORTS = '''
 import sys
 sys.path.insert(0, {root!r})
-import models, engine.checkpoint, engine.runner, core.config  # noqa
+import models, engine.checkpoint, engine.runner, core.config, main, drl.build, fewshot.run, measure  # noqa
 assert 'transformers' not in sys.modules, 'importing the project imported transformers'
+assert 'safetensors' not in sys.modules, 'importing the project imported safetensors'
+del sys.modules['datasets']  # main imports the project's datasets; start from none
 model = models.build_model({{'name': 'hf_video', 'args': {{'path': {path!r}}}}})
 import torch
 model(torch.randn(1, 1, 3, 4, 32, 32)).sum().backward()
