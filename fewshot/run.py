@@ -19,6 +19,7 @@ from core.config import check_overrides_prefixes, load_config
 from core.errors import UserError
 from datasets import build_dataset
 from datasets.episodes import EpisodeSampler
+from debias import build_method
 from engine.build import build_run, default_workers
 from engine.checkpoint import save_json, unwrap
 from engine.runner import apply_batch_flags, default_output_dir
@@ -118,7 +119,8 @@ def main(args):
 
     def make_step(ctx, data):
         classes = data['base'].classes if 'base' in data else None
-        return build_classifier_step(cfg, ctx, args, classes=classes, pretrain=pretrain, trainable=train)
+        return build_classifier_step(cfg, ctx, args, classes=classes, pretrain=pretrain, trainable=train,
+                                     method=build_method(cfg) if train else None)
 
     run = build_run(args, cfg, out_dir, make_step, splits=['base'] if train else [],
                     train_cfg=cfg['optimizer'] if train else None, eval_period=cfg['eval_period'])
