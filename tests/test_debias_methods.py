@@ -313,14 +313,18 @@ def test_main_one_epoch_each_method(tmp_path, ucf_root):  # noqa: F811
         assert math.isfinite(float(row[key])), key
 
 
-def test_main_refuses_a_static_frame_beyond_the_clip(tmp_path, ucf_root):  # noqa: F811
+@pytest.mark.parametrize('extra,message', [
+    (['augment.name=cutmixx'], "augment.name: unknown de-biasing method 'cutmixx'; did you mean 'cutmix' or "
+                               "'stillmix' or 'mixup'? (known: albar, background_erasing, cutmix, fame, mixup, stillmix)"),
+    (['augment.name=albar', 'augment.albar.static_frame=4'],
+     'augment.albar.static_frame=4 is beyond dataset.args.train clips (4 frames: 0..3); use null for the middle frame'),
+])
+def test_main_refuses_what_the_method_cannot_use(tmp_path, ucf_root, extra, message):  # noqa: F811
     cfg = tiny_config(tmp_path / 'tiny.yaml', ucf_root)
-    res = subprocess.run([sys.executable, 'main.py', cfg, '--output-dir', str(tmp_path / 'run'), '-j', '0',
-                          'augment.name=albar', 'augment.albar.static_frame=4'],
+    res = subprocess.run([sys.executable, 'main.py', cfg, '--output-dir', str(tmp_path / 'run'), '-j', '0', *extra],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2, res.stderr[-2000:]
-    lines = [ln for ln in res.stderr.splitlines() if 'static_frame' in ln]
-    assert len(lines) == 1 and 'beyond dataset.args.train clips (4 frames: 0..3)' in lines[0]
+    assert res.stderr.strip().splitlines()[-1] == f'error: {message}'
     assert not (tmp_path / 'run' / 'checkpoint.pth.tar').exists()
 
 
