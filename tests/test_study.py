@@ -139,7 +139,7 @@ def test_pages_render_partial_results(tmp_path):
     text, card = page.read_text(), (tmp_path / 'bias-card.md').read_text()
     assert '**Partial results**' in text and '**Partial results.**' in card
     assert '| resnet3d-fame | `resnet3d-24ep` | not decided (0 paired seeds)' in text
-    assert '1/3 (missing: 1 held, 2 held)' in text  # fame: seed 0 only, the others held
+    assert '1/3 (held: 1, 2)' in text  # fame: seed 0 only, the others held
     doc = json.loads((tmp_path / 'bias-card.json').read_text())
     assert doc['complete'] is False and doc['models']['resnet3d-fame']['seeds'] == [0]
     assert doc['separation']['dynamic_score']['apart'] is True

@@ -294,8 +294,12 @@ def coverage(table, graph, names):
                 cells.append('—')
                 continue
             done = [s for s, st in runs if st == 'done']
-            missing = [f'{s} {st}' for s, st in runs if st != 'done']
-            cells.append(f'{len(done)}/{len(runs)}' + (f' (missing: {", ".join(missing)})' if missing else ''))
+            by_state = {}
+            for s, st in runs:
+                if st != 'done':
+                    by_state.setdefault(st, []).append(s)
+            missing = '; '.join(f'{st}: {", ".join(ss)}' for st, ss in sorted(by_state.items()))
+            cells.append(f'{len(done)}/{len(runs)}' + (f' ({missing})' if missing else ''))
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     return lines
 
@@ -375,8 +379,12 @@ def write(paths, seeds, graph, page, command=None):
         '## Models', '',
         '| model | ' + ' | '.join(label(k) for k in COLUMNS) + ' |',
         '|---|' + '---|' * len(COLUMNS)]
-    for name, per_seed in table.items():
-        lines.append(f'| {name} | ' + ' | '.join(mean_ci(values(per_seed, k)) for k in COLUMNS) + ' |')
+    shown = [n for n, per_seed in table.items() if any(k in r for r in per_seed.values() for k in FIELDS)]
+    for name in shown:
+        lines.append(f'| {name} | ' + ' | '.join(mean_ci(values(table[name], k)) for k in COLUMNS) + ' |')
+    if len(shown) < len(table):
+        lines += ['', 'No figure yet (coverage table below): '
+                  + ', '.join(f'`{n}`' for n in table if n not in shown) + '.']
     lines += ['', '## Does each method de-bias, by how much, at what cost?', '',
               'Against the baseline of the same training length (12 epochs: `resnet3d`; 24 epochs: '
               '`resnet3d-24ep`), per seed, then mean and sd over seeds. **De-biases: yes** when the dynamic '
@@ -554,10 +562,13 @@ def write_card_page(table, graph, page, command):
               'temporality, scene conflict and the representation level on pretrain-val, the dynamic score '
               'with its mimic trained without transfer-test and scored on transfer-test (docs/bias-card.md). '
               'Cells: mean ± 95 % CI over seeds (Student t); percent, the dynamic score in [0, 1].', '']
+    absent = [n for n in names if n not in have]
+    if absent:
+        lines += ['Not carded yet (no row below): ' + ', '.join(f'`{n}`' for n in absent) + '.', '']
     for title, keys in CARD_GROUPS:
         lines += [f'## {title}', '', '| model | ' + ' | '.join(label(k) for k in keys) + ' |',
                   '|---|' + '---|' * len(keys)]
-        for n in names:
+        for n in have:
             lines.append(f'| {n} | ' + ' | '.join(mean_ci(values(table[n], k)) for k in keys) + ' |')
         lines.append('')
     lines += ['## Do the static controls sit on the static side of the motion-only model?', '',
@@ -571,14 +582,14 @@ def write_card_page(table, graph, page, command):
     lines += ['', '## Paired differences against the baseline', '',
               "Per seed, model minus that seed's `resnet3d`; mean (sd over seeds), **clear**: |mean| > 2 × sd.", '']
     lines += paired_lines({n: {'paired': {k: [e['mean'], e['sd'], e['ci95'], e['n']]
-                                          for k, e in models[n].get('paired', {}).items()}} for n in names},
+                                          for k, e in models[n].get('paired', {}).items()}} for n in have},
                           keys=HEADLINES + ('pretrain_acc1',))
     long_names = [n for n in names if n in LONG]
     if long_names:
         lines += ['', "Methods trained 24 epochs against the same seed's `resnet3d-24ep`:", '']
         lines += paired_lines({n: {'paired_24ep': {k: [e['mean'], e['sd'], e['ci95'], e['n']]
                                                    for k, e in models[n].get('paired_24ep', {}).items()}}
-                               for n in names}, 'paired_24ep', BASE24, HEADLINES + ('pretrain_acc1',), only=long_names)
+                               for n in have}, 'paired_24ep', BASE24, HEADLINES + ('pretrain_acc1',), only=long_names)
     secs = {}
     for n in names:
         for m, s in models[n]['seconds'].items():
