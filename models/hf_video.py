@@ -111,6 +111,9 @@ def read_folder_config(path: str) -> dict[str, Any]:
     if cfg.get('auto_map'):
         raise HFModelError(f'{path}: the model needs its own code (trust_remote_code: auto_map in config.json); '
                            'code from a checkpoint folder never runs here')
+    if cfg.get('model_type') == 'videoprism':  # the video-text model: its vision_config is the classifier's
+        cfg = {**(cfg.get('vision_config') or {}), '_clip_model': True}
+        cfg.setdefault('model_type', 'videoprism_vision_model')
     cfg['model_type'] = family_of(cfg.get('model_type'), cfg_file)
     return cfg
 
@@ -285,10 +288,13 @@ def _load_folder(path: str, cfg: Mapping[str, Any]) -> tuple[nn.Module, bool]:
     if not any(os.path.isfile(os.path.join(path, f)) for f in WEIGHT_FILES):
         raise HFModelError(f'{path}: no weights file (expected one of {", ".join(WEIGHT_FILES)})')
     cls = getattr(transformers, cls_name)
+    extra = {}
+    if cfg.get('_clip_model'):  # a VideoPrism video-text folder: its video encoder only
+        extra['key_mapping'] = {r'^video_model\.vision_model\.': 'vision_model.'}
     try:
         with _quiet_transformers():
             net, info = cls.from_pretrained(path, local_files_only=True, trust_remote_code=False, weights_only=True,
-                                            dtype=torch.float32, output_loading_info=True)
+                                            dtype=torch.float32, output_loading_info=True, **extra)
     except (OSError, ValueError, SafetensorError) as e:  # a damaged or foreign weights file
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise HFModelError(f'{path}: cannot load it as {cls_name}: {first}') from None

@@ -359,3 +359,19 @@ def test_import_hygiene(folders, tmp_path):
     code = IMPORTS.format(root=ROOT, path=path, out=str(tmp_path / 'resaved'))
     r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=ENV)
     assert r.returncode == 0 and r.stdout.strip() == 'ok', r.stderr[-3000:]
+
+
+def test_videoprism_video_text_folder_gives_its_video_encoder(tmp_path, caplog):
+    """A VideoPrism video-text folder (model_type videoprism): its video encoder, a fresh pooling head."""
+    text = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=1, vocab_size=64)
+    torch.manual_seed(0)
+    clip_model = transformers.VideoPrismClipModel(transformers.VideoPrismConfig(vision_config=TINY['videoprism'],
+                                                                                text_config=text))
+    clip_model.save_pretrained(tmp_path / 'videoprism-clip')
+    with caplog.at_level(logging.WARNING):
+        model = build_model({'name': 'hf_video', 'args': {'path': str(tmp_path / 'videoprism-clip'), 'n_class': 3}})
+    assert 'start fresh' in caplog.text
+    ref = clip_model.video_model.vision_model.state_dict()
+    own = model.hf.vision_model.state_dict()
+    assert set(ref) == set(own) and all(torch.equal(ref[k], own[k]) for k in ref)
+    assert model(_clip()).shape == (2, 3)
