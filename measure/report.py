@@ -130,8 +130,9 @@ def plot(doc: Mapping[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     table = [r for r in rows(doc) if r[2] is not None]
-    labels, vals, los, his = [], [], [], []
+    labels, vals, los, his, colours = [], [], [], [], []
     for name, title, value, ci, _, unit, _, _ in table:
+        colours.append('tab:red' if title == doc['measures'][name]['headline'] else 'tab:blue')
         f = 100.0 if unit != '%' else 1.0
         labels.append(f'{name}: {title}'[:58])
         vals.append(f * value)
@@ -147,12 +148,12 @@ def plot(doc: Mapping[str, Any], path: str) -> None:
                              gridspec_kw={'width_ratios': [1.1, 1]})
     ax = axes[0]
     ys = list(range(len(labels)))[::-1]
-    ax.barh(ys, vals, xerr=[los, his], color='tab:blue', alpha=0.8, capsize=3)
+    ax.barh(ys, vals, xerr=[los, his], color=colours, alpha=0.8, capsize=3)
     ax.set_yticks(ys)
     ax.set_yticklabels(labels, fontsize=7)
     ax.set_xlabel('percent (dynamic score × 100)')
     ax.set_xlim(0, 100)
-    ax.set_title('measures with 95 % CIs', fontsize=9)
+    ax.set_title('measures with 95 % CIs (red: each measure\'s headline)', fontsize=9)
     ax = axes[1]
     width = 0.8 / max(1, len(heads))
     for j, (m, k, t) in enumerate(heads):
