@@ -22,7 +22,7 @@ from engine.checkpoint import CheckpointError, load_checkpoint, load_pretrained,
 from engine.runner import run_entry
 from models import build_model, build_model_from_args
 from models.convert import detect
-from models.hf_video import ALIASES, FAMILIES, ClipSizeError, HFModelError, check_data_config, recommended
+from models.hf_folder import ALIASES, FAMILIES, ClipSizeError, HFModelError, check_data_config, recommended
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tools'))

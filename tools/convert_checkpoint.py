@@ -34,7 +34,7 @@ from engine.checkpoint import (  # noqa: E402
     save_safetensors,
 )
 from models.convert import model_hint  # noqa: E402
-from models.hf_video import read_folder_config, recommended  # noqa: E402
+from models.hf_folder import read_folder_config, recommended  # noqa: E402
 
 
 def get_args_parser():
