@@ -221,7 +221,7 @@ def test_convert_tool_reads_a_folder_and_prints_its_recommendations(folders, tmp
     assert convert_checkpoint.main(['--info', str(folder)]) == 0
     printed = capsys.readouterr().out
     for text in ('VideoMAEForVideoClassification', 'clip length: 4 frames (2 per token)', 'crop size: 32x32',
-                 'dataset.transform.normalize.mean=[0.5, 0.5, 0.5]', 'resize (short side): 36', 'classes: 5'):
+                 'dataset.transform.normalize.mean=[0.5,0.5,0.5]', 'resize (short side): 36', 'classes: 5'):
         assert text in printed, text
     rec = recommended(str(folder))
     assert rec['preprocessor']['std'] == [0.5, 0.5, 0.5] and rec['frames'] == 4

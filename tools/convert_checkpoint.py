@@ -83,8 +83,8 @@ def convert(args):
     return fmt, state, dropped
 
 
-def _fmt(values):
-    return '[' + ', '.join(f'{v:g}' for v in values) + ']'
+def _fmt(values, sep=', '):
+    return '[' + sep.join(f'{v:g}' for v in values) + ']'
 
 
 def info_lines(path):
@@ -102,8 +102,8 @@ def info_lines(path):
         lines.append(f'preprocessor: {pre["file"]}')
         if 'mean' in pre:
             lines.append(f'normalisation: mean {_fmt(pre["mean"])} std {_fmt(pre["std"])} -> '
-                         f'dataset.transform.normalize.mean={_fmt(pre["mean"])} '
-                         f'dataset.transform.normalize.std={_fmt(pre["std"])}')
+                         f'dataset.transform.normalize.mean={_fmt(pre["mean"], ",")} '
+                         f'dataset.transform.normalize.std={_fmt(pre["std"], ",")}')  # one shell word each
         if 'resize' in pre:
             lines.append(f'resize (short side): {pre["resize"]} -> dataset.transform.resize')
         if 'crop' in pre:
