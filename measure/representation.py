@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datasets.collate import video_collate
 
-from .common import Skipped, batches, check_classes, class_names, model_eval
+from .common import Skipped, batched, batches, check_classes, class_names, model_eval
 from .stats import result
 from .views import APPEARANCE_CHANGES, shuffled, view_seed
 
@@ -314,7 +314,7 @@ def representation(model: nn.Module, loader: DataLoader, device: torch.device, *
             x = batch['video']
             idx = batch['index'].cpu()
             alt = batch['video_alt'] if params is not None else APPEARANCE_CHANGES[appearance](x, mean, std)
-            z, z_shuf, z_alt = tap(x).cpu(), tap(shuffled(x, idx, seed)).cpu(), tap(alt).cpu()
+            z, z_shuf, z_alt = (f.cpu() for f in batched(tap, [x, shuffled(x, idx, seed), alt]))
             if acc is None:
                 acc = KowalAccumulator(n_boot + 1, z.shape[1], seed)
             w = acc.weights(idx)

@@ -18,14 +18,15 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from .common import Skipped, batches, check_classes, class_names, logits_of, model_eval, per_class_means
+from .common import Skipped, batched, batches, check_classes, class_names, logits_of, model_eval, per_class_means
 from .stats import bootstrap_mean_ci, result
 from .views import frozen, shuffled, time_reversed
 
 
 @torch.no_grad()
 def temporality_records(model: nn.Module, loader: Any, device: torch.device, *, seed: int = 0,
-                        frames: Optional[Sequence[int]] = None, desc: str = 'temporality') -> dict[str, Any]:
+                        frames: Optional[Sequence[int]] = None, desc: str = 'temporality',
+                        max_videos: int = 256) -> dict[str, Any]:
     """Predictions of ``model`` on every view of every video of ``loader``.
 
     Args:
@@ -33,6 +34,8 @@ def temporality_records(model: nn.Module, loader: Any, device: torch.device, *, 
         loader: DataLoader of :func:`datasets.collate.video_collate` batches.
         seed: seeds the shuffled orders (per video, see :mod:`measure.views`).
         frames: frame indices of the frozen clips (default: every index of the clip).
+        max_videos: the views of a batch go through the model together, at most this many
+            videos (× clips) per forward pass.
     Returns:
         dict of per-video int64 tensors ``labels`` (N), ``normal``, ``shuffled``, ``reversed``
         (N predictions), ``frozen`` (N × F predictions, column j = frame ``frames[j]``),
@@ -50,10 +53,12 @@ def temporality_records(model: nn.Module, loader: Any, device: torch.device, *, 
                 frames = list(range(t))
             out['labels'].append(batch['label'].cpu())
             out['index'].append(batch['index'].cpu())
-            out['normal'].append(logits_of(model, x).argmax(1).cpu())
-            out['shuffled'].append(logits_of(model, shuffled(x, batch['index'].cpu(), seed)).argmax(1).cpu())
-            out['reversed'].append(logits_of(model, time_reversed(x)).argmax(1).cpu())
-            out['frozen'].append(torch.stack([logits_of(model, frozen(x, k)).argmax(1).cpu() for k in frames], 1))
+            views = [x, shuffled(x, batch['index'].cpu(), seed), time_reversed(x)] + [frozen(x, k) for k in frames]
+            preds = [p.argmax(1).cpu() for p in batched(lambda v: logits_of(model, v), views, max_videos)]
+            out['normal'].append(preds[0])
+            out['shuffled'].append(preds[1])
+            out['reversed'].append(preds[2])
+            out['frozen'].append(torch.stack(preds[3:], 1))
     finally:
         model.train(mode)
     if not out['labels']:
