@@ -22,7 +22,9 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from core.errors import UserError
 from datasets import VideoDataset, build_dataset, is_train
+from datasets.checks import check_labels
 from datasets.collate import video_collate
+from models.hf_folder import check_data_config
 
 from .checkpoint import load_pretrained
 from .engine import Engine
@@ -130,6 +132,7 @@ def build_data(cfg: Mapping[str, Any], ctx: RunContext, args: Optional[argparse.
     """Datasets and loaders of the config's ``splits`` that it has (``dataset.args``), keyed by
     split; training splits (:func:`datasets.is_train`) get training loaders."""
     data = {s: build_dataset(cfg, s, seed=ctx.seed) for s in splits if s in cfg['dataset']['args']}
+    check_labels(data, ((cfg.get('model') or {}).get('args') or {}).get('n_class'))  # before any batch
     workers = default_workers(cfg, args)
     loaders = {s: build_loader(d, cfg, ctx, train=is_train(s), workers=workers) for s, d in data.items()}
     for s, d in data.items():
@@ -174,6 +177,7 @@ def build_run(args: argparse.Namespace, cfg: dict[str, Any], out_dir: str, make_
         cfg_sp: the DRL config (saved in the run folder and in checkpoints).
     """
     ctx = setup_run(args, cfg, out_dir, cfg_sp=cfg_sp)
+    check_data_config(cfg)  # a Hugging Face model folder against the config's clips, before any data
     data, loaders = build_data(cfg, ctx, args, splits)
     step = make_step(ctx, data)
     optimizer = build_optimizer(train_cfg, step) if train_cfg is not None else None

@@ -196,7 +196,15 @@ def _load_folder(path):
                 state.update(_load_safetensors(os.path.join(path, shard)))
             return state
         return _load_safetensors(file) if name.endswith('.safetensors') else load_checkpoint(file)
-    raise CheckpointError(f'{path}: a folder without weights (expected one of {", ".join(HF_WEIGHT_FILES)})')
+    found = sorted(n for n in os.listdir(path) if n.endswith(CHECKPOINT_SUFFIXES)
+                   and os.path.isfile(os.path.join(path, n)))
+    inside = (f'checkpoint files in it: {", ".join(found[:10])}{" …" if len(found) > 10 else ""}; '
+              'give one of them' if found else 'it holds no checkpoint file')
+    raise CheckpointError(f'{path} is a folder, not a checkpoint file (nor a model folder with one of '
+                          f'{", ".join(HF_WEIGHT_FILES)}); {inside}')
+
+
+CHECKPOINT_SUFFIXES = ('.pth', '.pth.tar', '.pt', '.tar', '.ckpt', '.bin', '.safetensors')
 
 
 def load_checkpoint(path, map_location='cpu', mmap=False):

@@ -177,6 +177,7 @@ class Engine:
         for i, batch in enumerate(loader):
             if i >= limit:
                 break
+            self.ctx.position = (desc, i + 1)  # where a Ctrl-C stops the run (engine.runner)
             yield i, limit, batch, bar
             if bar is not None:
                 bar.update(1)

@@ -15,6 +15,7 @@ from core.config import ConfigError, save_config
 from core.errors import RunFinished, UserError
 
 from . import dist as dist_utils
+from .argcheck import check_training_args
 from .logging_utils import setup_logging
 from .resume_check import check_run_folder, run_identity
 from .runlock import lock_folder, release_all, remove_stale_temporaries
@@ -46,6 +47,9 @@ class RunContext:
     config_sp: Optional[dict[str, Any]] = None
     script: Optional[str] = None
     resume_changed: bool = False
+    # where the run is, for the Ctrl-C line: (``'train E/N'`` or the split's tag, batch from
+    # 1), set by the engine as it goes; None before the first batch
+    position: Optional[tuple[str, int]] = None
 
     @property
     def is_main(self) -> bool:
@@ -58,16 +62,25 @@ _USER_ERRNOS = {errno.ENOSPC: 'no space left on device', errno.EDQUOT: 'disk quo
                 errno.EROFS: 'read-only file system'}
 
 
+_runs = []  # the RunContext of this process's run, once set up (for the Ctrl-C line)
+_notes = []  # log lines decided before logging is set up (the default run folder's name)
+
+
 def run_entry(main, args):
     """Run ``main(args)``; the user's mistakes become one line on stderr and exit status 2.
 
     User errors are :class:`UserError` (config, data, run folder, divergence, write failures
     mapped by ``engine.checkpoint``), missing files, and ``OSError`` of the disk or permissions
     (full, read-only, not writable). Any other exception is a bug and keeps its traceback.
-    A finished run (:class:`RunFinished`) is one line and exit status 0.
+    A finished run (:class:`RunFinished`) is one line and exit status 0. Ctrl-C is one line
+    saying where the run stopped and what resumes it, exit status 130.
     """
     try:
         return main(args)
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+        print(interrupted_line(_runs[-1] if _runs else None), file=sys.stderr)
+        sys.exit(130)
     except RunFinished as e:
         print(f'note: {e}', file=sys.stderr)
         sys.exit(0)
@@ -80,6 +93,29 @@ def run_entry(main, args):
     finally:
         release_all()
         dist_utils.cleanup()
+
+
+def interrupted_line(ctx):
+    """The one line of a run stopped by Ctrl-C: where, the last checkpoint, how to go on."""
+    if ctx is None:
+        return 'interrupted before the run started; nothing was written; the same command starts it'
+    where = 'before the first batch'
+    if ctx.position is not None:
+        desc, batch = ctx.position
+        if desc.startswith('train '):  # 'train 3/10'
+            where = f'at epoch {desc.split()[1].split("/")[0]}, batch {batch}'
+        else:
+            where = f'in {desc}, batch {batch}'
+    path = os.path.join(ctx.out_dir, 'checkpoint.pth.tar')
+    saved = None
+    if os.path.isfile(path):
+        try:
+            from .checkpoint import load_checkpoint
+            saved = load_checkpoint(path, mmap=True).get('epoch')
+        except (UserError, OSError):
+            saved = '?'
+    last = f'the last checkpoint is {path} (epoch {saved})' if saved is not None else 'no checkpoint yet'
+    return f'interrupted {where}; {last}; the same command resumes'
 
 
 def os_error_line(e):
@@ -98,18 +134,47 @@ def _fail(message):
     sys.exit(2)
 
 
+REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
+
+
+def _outside_rule(cfg_path):
+    norm = os.path.normpath(cfg_path)
+    return os.path.isabs(norm) or norm.split(os.sep)[0] == os.pardir
+
+
+def _in_repo_configs(cfg_path):
+    return os.path.realpath(cfg_path).startswith(os.path.realpath(REPO_CONFIGS) + os.sep)
+
+
 def config_run_name(cfg_path):
-    """``configs/k400/res3d18.yaml`` -> ``k400/res3d18`` (path without first component, no .yaml)."""
-    parts = os.path.normpath(cfg_path).split(os.sep)
-    rel = os.path.join(*parts[1:]) if len(parts) > 1 else parts[0]
-    return os.path.splitext(rel)[0]
+    """``configs/k400/res3d18.yaml`` -> ``k400/res3d18`` (path without first component, no .yaml).
+
+    An absolute path (or one climbing out with ``..``) is taken relative to the repository's
+    ``configs/`` when the file is inside it (``/home/me/repo/configs/k400/res3d18.yaml`` ->
+    ``k400/res3d18``, as the relative path gives); elsewhere the file's name alone names the
+    run (``/data/exp/my.yaml`` -> ``my``), not every folder of its path.
+    """
+    if not _outside_rule(cfg_path):
+        parts = os.path.normpath(cfg_path).split(os.sep)
+        rel = os.path.join(*parts[1:]) if len(parts) > 1 else parts[0]
+        return os.path.splitext(rel)[0]
+    full = os.path.realpath(cfg_path)
+    if _in_repo_configs(cfg_path):
+        return os.path.splitext(os.path.relpath(full, os.path.realpath(REPO_CONFIGS)))[0]
+    return os.path.splitext(os.path.basename(full))[0]
 
 
 def default_output_dir(cfg_path, pretrain=None, debug=False):
-    """The authors' checkpoint-dir rule (README "Where results go")."""
+    """The authors' checkpoint-dir rule (README "Where results go"), with :func:`config_run_name`; the run's
+    log says how a config given by an absolute path named it."""
     name = config_run_name(cfg_path)
     out = os.path.join(os.path.dirname(pretrain), name) if pretrain else os.path.join('checkpoints', name)
-    return out + '_debug' if debug else out
+    out = out + '_debug' if debug else out
+    if _outside_rule(cfg_path):
+        rule = ("its path relative to the repository's configs/" if _in_repo_configs(cfg_path)
+                else "the config file's name (the file is outside the repository's configs/)")
+        _notes.append(f'default run folder {out}: named after {rule}; --output-dir chooses another')
+    return out
 
 
 def device_type(kind):
@@ -161,6 +226,8 @@ def setup_run(args: argparse.Namespace, cfg: dict[str, Any], out_dir: str,
         :class:`RunContext` with ``config`` / ``config_sp`` (copies as resolved now, saved in
         checkpoints), ``script`` and ``resume_changed`` filled in.
     """
+    if not getattr(args, 'evaluate', False):  # the training settings, before any data is read
+        check_training_args(cfg, getattr(args, 'config', None), cfg_sp)
     dinfo = dist_utils.init_distributed(device_type(args.device), args.dist_url, args.dist_backend)
     device = resolve_device(args.device, args.gpu, dinfo.local_rank)
     if args.amp != 'off' and device.type == 'cpu':
@@ -178,6 +245,9 @@ def setup_run(args: argparse.Namespace, cfg: dict[str, Any], out_dir: str,
                     lock.stale.get('pid'), lock.stale.get('host'), lock.stale.get('started'))
     if removed:
         log.warning('removed temporary files of a killed run: %s', ', '.join(removed))
+    for note in _notes:
+        log.info('%s', note)
+    _notes.clear()
     seed_everything(seed + dinfo.rank)
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
@@ -190,10 +260,13 @@ def setup_run(args: argparse.Namespace, cfg: dict[str, Any], out_dir: str,
         writer = SummaryWriter(log_dir=out_dir)
     log.info('command: %s', ' '.join(sys.argv))
     log.info('git %s | device %s | world size %d | output %s', git_sha(), device, dinfo.world_size, out_dir)
-    return RunContext(out_dir=out_dir, device=device, dist=dinfo, seed=seed, amp=args.amp,
-                      print_freq=args.print_freq, debug=args.debug,
-                      max_bad_fraction=cfg['dataset']['max_bad_fraction'], writer=writer, config=copy.deepcopy(cfg), config_sp=copy.deepcopy(cfg_sp),
-                      script=script, resume_changed=bool(changed))
+    ctx = RunContext(out_dir=out_dir, device=device, dist=dinfo, seed=seed, amp=args.amp,
+                     print_freq=args.print_freq, debug=args.debug,
+                     max_bad_fraction=cfg['dataset']['max_bad_fraction'], writer=writer,
+                     config=copy.deepcopy(cfg), config_sp=copy.deepcopy(cfg_sp),
+                     script=script, resume_changed=bool(changed))
+    _runs.append(ctx)
+    return ctx
 
 
 def _claim_folder(out_dir, is_main):
@@ -206,9 +279,11 @@ def _claim_folder(out_dir, is_main):
     lock, removed, problem = None, [], None
     if is_main:
         try:
-            os.makedirs(out_dir, exist_ok=True)
-            lock = lock_folder(out_dir)
-            removed = remove_stale_temporaries(out_dir)
+            problem = _not_a_folder(out_dir)
+            if problem is None:
+                os.makedirs(out_dir, exist_ok=True)
+                lock = lock_folder(out_dir)
+                removed = remove_stale_temporaries(out_dir)
         except UserError as e:
             problem = str(e)
         except OSError as e:
@@ -219,6 +294,21 @@ def _claim_folder(out_dir, is_main):
     if problems:
         raise UserError(problems[0])
     return lock, removed
+
+
+def _not_a_folder(out_dir):
+    """Why ``out_dir`` cannot be the run folder (it, or a folder on its path, is a file), or
+    ``None``."""
+    path = os.path.abspath(out_dir)
+    if os.path.lexists(path) and not os.path.isdir(path):
+        return f'the run folder {out_dir} is a file, not a folder; remove it or choose another --output-dir'
+    parent = os.path.dirname(path)
+    while not os.path.lexists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return (f'the run folder {out_dir} cannot be made: {parent} is a file, not a folder; '
+                f'choose another --output-dir')
+    return None
 
 
 def apply_batch_flags(cfg, args):

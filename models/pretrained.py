@@ -10,10 +10,17 @@ enum's URL, e.g. ``resnet18-f37072fd.pth``, ``r3d_18-b3b3357e.pth``) in, in orde
    itself caches downloads).
 """
 import os
+import pickle
 
 import torch
 import torch.hub
 from torchvision.models import get_model_weights
+
+from core.errors import UserError
+
+
+class WeightsError(UserError, RuntimeError):
+    """A weights file that cannot be read or does not fit the model (one line for the user)."""
 
 # The published code used torchvision's `pretrained=True`, i.e. the first ImageNet weights.
 WEIGHTS_TAG = 'IMAGENET1K_V1'
@@ -72,22 +79,47 @@ def load_imagenet_weights(module, arch, pretrained_path=None, skip_prefixes=('fc
         the path that was loaded.
     """
     path = find_weights(arch, pretrained_path)
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    state = read_weights_file(path, arch)
     state = {k: v for k, v in state.items() if not k.startswith(tuple(skip_prefixes))}
     return load_trunk(module, state, path, arch)
+
+
+def read_weights_file(path, arch):
+    """The state dict in a torchvision weights file, read with ``weights_only=True``.
+
+    Raises:
+        WeightsError: one line, when the file is not a plain state dict: a pickle that would
+            run code (refused, never executed), a cut or foreign file.
+    """
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise WeightsError(f'cannot read the {arch} weights {path} (model.args.pretrained_path, '
+                           f'$DRL_PRETRAINED_DIR or the torch hub folder): not a plain weights file, '
+                           f'refused: {first}') from None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise WeightsError(f'{path}: not a state dict of {arch} weights (a {type(state).__name__})')
+    return state
 
 
 def load_trunk(module, state, path, arch):
     """Load ``state`` into ``module`` non-strictly; every key but the head's must fit.
 
     Raises:
-        RuntimeError: naming ``path``, ``arch`` and the first missing / unexpected keys.
+        WeightsError: naming ``path``, ``arch`` and the first missing / unexpected keys (or the
+            first shape that differs).
     Returns:
         ``path``.
     """
+    own = module.state_dict()
+    for k, v in state.items():
+        if k in own and tuple(own[k].shape) != tuple(v.shape):
+            raise WeightsError(f'{path} does not fit {arch}: {k} is {tuple(v.shape)} in the file, '
+                               f'{tuple(own[k].shape)} in the model')
     missing, unexpected = module.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith('head.')]
     if missing or unexpected:
-        raise RuntimeError(f'{path} does not fit {arch}: missing keys {missing[:5]}, '
+        raise WeightsError(f'{path} does not fit {arch}: missing keys {missing[:5]}, '
                            f'unexpected keys {unexpected[:5]}')
     return path
