@@ -1,0 +1,198 @@
+"""Run-time estimate of `make study` and `make demo` from measured per-command times.
+
+The old study (before the bias card and the debias/ methods) was timed on an idle machine:
+145 min of wall time, 270 min of command time (docs/results/scenemotion.md, run notes), its
+25-epoch attack trainings 765 s (FGSM) / 893 s (PGD), two at a time, one thread each. The new
+commands cannot be timed on an idle machine now, so every command kind is timed in one period on
+the loaded machine (``runs/study``: the study's own commands, ``job_time.json``; and
+``runs/study/timing``: the old score / temporality commands and 2-epoch runs of each training
+recipe, for its per-epoch cost), and the old graph is priced with the same times:
+
+    load  = (old graph's command time, attacks left out, at today's times) / (270 min − attacks' idle time)
+    new   = (new graph's command time, attacks left out, at today's times) / load + attacks' idle time
+    wall  = new × 145 / 270   (the old run's wall / command-time ratio, two commands at a time)
+
+The demo likewise: ``8.0 min × new demo / old demo`` at today's times (its 16 runs took 8.0 min
+of wall time, two at a time, on 2026-12-02), plus ~2.2 min to create the venv.
+
+    python tools/study_estimate.py [--out runs/study] [--json FILE]
+"""
+import argparse
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+import types
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tools import study  # noqa: E402
+from tools.jobs import ROOT  # noqa: E402
+
+OLD_WALL, OLD_CMD = 145.0, 270.0  # min, idle, 2026-12-02
+ATTACK_IDLE = {'fgsm': 765.0, 'pgd': 893.0}  # s, idle, two at a time, 2026-12-02
+OLD_DEMO_WALL, VENV_MIN = 8.0, 2.2  # min
+OLD_COMMIT = '0c145c2~1'  # tools/study.py before the bias card
+
+
+def kind(job):
+    """A job's cost class: the measure's name, or the training recipe and its epochs."""
+    parts = job.key.split('/')
+    if len(parts) > 2:
+        return parts[2]
+    cmd = ' '.join(job.cmd)
+    for m in ('fgsm', 'pgd'):
+        if m in cmd:
+            return m
+    if 'main-drl-dir.py' in cmd:
+        return 'dir'
+    for m in ('stillmix', 'albar', 'fame', 'mixup', 'cutmix', 'be'):
+        if f'res3d18-{m}.yaml' in cmd:
+            return m
+    if 'res2d18' in cmd:
+        return 'r2d'
+    return 'r3d24' if 'optimizer.epochs=24' in cmd else 'r3d'
+
+
+def counts(graph):
+    c = {}
+    for job in graph.items.values():
+        c[kind(job)] = c.get(kind(job), 0) + 1
+    return c
+
+
+def old_graph():
+    """The study's job graph as it was before the bias card (tools/study.py at OLD_COMMIT)."""
+    src = subprocess.run(['git', 'show', f'{OLD_COMMIT}:tools/study.py'], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    mod = types.ModuleType('old_study')
+    mod.__file__ = os.path.join(ROOT, 'tools', 'study.py')
+    exec(compile(src, 'old_study.py', 'exec'), mod.__dict__)
+    return mod.build([0, 1, 2], '/nonexistent/old', True, 2, lambda m: None, '/nonexistent/page.md')[0]
+
+
+def epoch_times(run_dir):
+    """Per-epoch (train + val) seconds of a run's metrics.csv."""
+    path = os.path.join(ROOT, run_dir, 'metrics.csv')
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return [float(r['train_time']) + float(r.get('val_time') or 0) for r in rows]
+
+
+def measured(out):
+    """Seconds per command kind, measured in one period (see the module docstring)."""
+    t, src = {}, {}
+    for path in glob.glob(os.path.join(ROOT, out, 'seed*', '*', '**', 'job_time.json'), recursive=True):
+        with open(path) as f:
+            j = json.load(f)
+        parts = j['key'].split('/')
+        name = parts[1]
+        spec = study.MODELS.get(name) or study.SWEEP.get(name)
+        if spec is None:
+            continue
+        k = parts[2] if len(parts) > 2 else kind(types.SimpleNamespace(key=j['key'], cmd=[spec[0], *spec[1]]))
+        t.setdefault(k, []).append(j['end'] - j['start'])
+        src.setdefault(k, []).append(j['key'])
+    times = {k: sum(v) / len(v) for k, v in t.items()}
+    tdir = os.path.join(out, 'timing')
+    walls = {}
+    tfile = os.path.join(ROOT, tdir, 'times.txt')
+    if os.path.isfile(tfile):
+        for line in open(tfile):
+            name, rc, wall = line.split()[:3]
+            if rc == 'rc=0':
+                walls[name] = float(wall.split('=')[1])
+    for k, name in (('score', 'old-score'), ('temporality', 'old-temporality'), ('dynamic_now', 'dynamic-now')):
+        if name in walls:
+            times[k], src[k] = walls[name], [f'{tdir}/{name}']
+    # training recipes not run by the study yet: r3d 12-epoch time x per-epoch ratio x epochs / 12
+    def per_epoch(dirs):  # mean (train + val) seconds per epoch over the 2-epoch runs that exist
+        e = [x for d in dirs if os.path.isfile(os.path.join(ROOT, tdir, d, 'metrics.csv'))
+             for x in epoch_times(f'{tdir}/{d}')]
+        return sum(e) / len(e) if e else None
+
+    per_base = per_epoch(('base', 'base2', 'base3'))
+    ratios = {}
+    for m, epochs, dirs in (('albar', 24, ('albar', 'albar2')), ('fame', 24, ('fame', 'fame2')),
+                            ('mixup', 24, ('mixup',)), ('cutmix', 24, ('cutmix',)), ('be', 12, ('be',)),
+                            ('dir', 25, ('dirfreeze',))):
+        pe = per_epoch(dirs)
+        if pe is None or per_base is None:
+            continue
+        ratios[m] = pe / per_base
+        if m not in times and 'r3d' in times:
+            times[m] = times['r3d'] * ratios[m] * epochs / 12
+            src[m] = [f'{tdir}/{"+".join(dirs)}: per-epoch ratio {ratios[m]:.2f} to base+base2+base3']
+    if 'r3d24' not in times and 'r3d' in times:
+        times['r3d24'], src['r3d24'] = 2 * times['r3d'], ['2 x r3d']
+    if 'stillmix' not in times and 'r3d' in times and 'stillmix12' in times:
+        times['stillmix'] = 2 * times['stillmix12']
+    return times, src, ratios
+
+
+def priced(c, times, attacks_idle):
+    """(seconds at today's times without attacks, attacks' idle seconds, kinds without a time)."""
+    now, idle, missing = 0.0, 0.0, []
+    for k, n in c.items():
+        if k in ATTACK_IDLE:
+            idle += n * attacks_idle[k]
+        elif k in times:
+            now += n * times[k]
+        else:
+            missing.append(k)
+    return now, idle, missing
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--out', default='runs/study')
+    ap.add_argument('--json', default=None)
+    ap.add_argument('--dynamic-now', action='store_true',
+                    help='price the dynamic score with runs/study/timing/dynamic-now (the recipe of today)')
+    a = ap.parse_args(argv)
+    times, src, ratios = measured(a.out)
+    if a.dynamic_now or 'dynamic' not in times:
+        if 'dynamic_now' in times:
+            times['dynamic'], src['dynamic'] = times['dynamic_now'], src['dynamic_now']
+    old = counts(old_graph())
+    old_now, old_att, old_miss = priced(old, times, ATTACK_IDLE)
+    load = old_now / (OLD_CMD * 60 - old_att)
+    report = {'times_s': times, 'sources': src, 'epoch_ratio_vs_baseline': ratios, 'old_counts': old,
+              'missing_times': sorted(set(old_miss)), 'load_factor': load, 'variants': {}}
+    variants = {'new study': {}, 'sweep points to --extra-sweep': {'no_sweep': True},
+                '+ DRL-aug without linear probe': {'no_sweep': True, 'no_aug_probe': True}}
+    for label, v in variants.items():
+        g = study.build([0, 1, 2], '/nonexistent/new', not v.get('no_sweep'), 2, lambda m: None, '/nonexistent/p.md')[0]
+        if v.get('no_sweep'):  # the protocol comparison (score_pretrain) stays
+            g2 = study.build([0, 1, 2], '/nonexistent/new', True, 2, lambda m: None, '/nonexistent/p.md')[0]
+            keep = {k for k in g2.items if k.endswith('/score_pretrain')}
+            c = counts(g)
+            c['score_pretrain'] = len(keep)
+        else:
+            c = counts(g)
+        if v.get('no_aug_probe'):
+            c['probe'] -= sum(1 for k in g.items if k.endswith('/probe') and ('fgsm' in k or 'pgd' in k))
+        now, att, miss = priced(c, times, ATTACK_IDLE)
+        cmd_min = (now / load + att) / 60
+        report['variants'][label] = {'counts': c, 'command_min': cmd_min, 'wall_min': cmd_min * OLD_WALL / OLD_CMD,
+                                     'missing_times': miss, 'commands': sum(c.values())}
+    demo_old = {'r2d': 1, 'r3d': 2, 'stillmix12': 1, 'score': 4, 'temporality': 4, 'probe': 4}
+    demo_new = {'r2d': 1, 'r3d': 2, 'stillmix12': 1, 'card': 4, 'dynamic': 4, 'probe': 4}
+    t = dict(times)
+    if 'stillmix' in t:
+        t['stillmix12'] = t['stillmix'] / 2
+    po, _, mo = priced(demo_old, t, ATTACK_IDLE)
+    pn, _, mn = priced(demo_new, t, ATTACK_IDLE)
+    if not (mo or mn):
+        report['demo'] = {'wall_min': OLD_DEMO_WALL * pn / po, 'with_venv_min': OLD_DEMO_WALL * pn / po + VENV_MIN,
+                          'ratio': pn / po}
+    print(json.dumps(report, indent=1, default=str))
+    if a.json:
+        with open(a.json, 'w') as f:
+            json.dump(report, f, indent=1, default=str)
+    return report
+
+
+if __name__ == '__main__':
+    main()
