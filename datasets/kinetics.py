@@ -11,7 +11,9 @@ A ``<label>`` folder may use the csv name ("air drumming") or underscores ("air_
 or be absent (the CVDF release: ``<root>/train/<youtube_id>_<start>_<end>.mp4``, ``val.csv``).
 Without ``label_map.txt`` the classes are the sorted labels of ``train.csv``.
 Mini-Kinetics-200: its own ``train.csv`` / ``validate.csv`` / ``label_map.txt`` under the
-``mini_kinetics_200`` root; the videos are those of the Kinetics-400 root.
+``mini_kinetics_200`` root; the videos are those of the Kinetics-400 root (or of
+``dataset.video_root``, which every family takes, with ``dataset.ann_root``: see
+:func:`datasets.paths.explicit_layout`).
 
 The published code's layout (:func:`datasets.paths.find_layout`) is also accepted::
 
@@ -113,19 +115,25 @@ def parse(ann_dir, video_root, phase):
     return classes, records
 
 
-def k400_videos(cfg):
-    """Folder of the Kinetics-400 videos for Mini-Kinetics: ``dataset.video_root`` or the
-    Kinetics-400 root, or its ``video/`` folder (published layout)."""
-    cfg_k400 = {'dataset': {'root': (cfg.get('dataset') or {}).get('video_root')}}
-    root = resolve_root(cfg_k400, 'kinetics_400', expects=EXPECTS)
+def video_folder(cfg, root):
+    """The folder holding ``train/`` / ``val/`` (or the class folders) in a Kinetics-400 root or
+    a ``dataset.video_root``: the folder itself, or its ``video/`` folder (published layout)."""
     if layout_setting(cfg) == 'project' or first_existing(root, SPLIT_DIRS['train'] + SPLIT_DIRS['val']):
         return root
     return first_existing(root, PUBLISHED_VIDEO_DIRS) or root
 
 
+def k400_videos(cfg):
+    """Folder of the Kinetics-400 videos for Mini-Kinetics (without ``dataset.video_root``):
+    the Kinetics-400 root from the environment or the paths file (:func:`video_folder`)."""
+    return video_folder(cfg, resolve_root({'dataset': {}}, 'kinetics_400', expects=EXPECTS))
+
+
 def read(cfg, layout, phase, clip_args):
     video_root = layout.video_dir
-    if video_root is None:  # Mini-Kinetics: own videos (project: a train/ folder) or the K400 ones
+    if (cfg.get('dataset') or {}).get('video_root'):  # given: the K400 videos for Mini-Kinetics
+        video_root = video_folder(cfg, layout.video_dir)
+    elif video_root is None:  # Mini-Kinetics: own videos (project: a train/ folder) or the K400 ones
         video_root = layout.root if first_existing(layout.root, SPLIT_DIRS['train']) else k400_videos(cfg)
     return parse(layout.ann_dir, video_root, phase)
 

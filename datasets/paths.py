@@ -10,9 +10,13 @@ A dataset root is found, in order, from
 Under a root, a family's files follow one of two folder layouts (:func:`find_layout`): this
 project's (the official archives as they extract) or the published code's (annotations under
 ``anno/`` beside the video or frame folder); ``dataset.layout: auto | project | published``.
+``dataset.ann_root`` / ``dataset.video_root`` name the annotation and the video folder
+directly, anywhere on disk (:func:`explicit_layout`); a root is then needed only for the one
+not given.
 
 Nothing is ever written under the root or into the source tree.
 """
+import dataclasses
 import logging
 import os
 import pathlib
@@ -216,6 +220,51 @@ class Layout:
     video_dir: Optional[pathlib.Path]
     marker: pathlib.Path
     explicit_videos: bool
+
+
+def explicit_layout(cfg, dataset, specs, markers, expects=''):
+    """The layout given by ``dataset.ann_root`` / ``dataset.video_root``, or ``None`` when
+    neither is set (then :func:`find_layout` looks under the root).
+
+    ``dataset.ann_root``: the folder holding the annotation files (or one of the layouts'
+    annotation sub-folders inside it, e.g. ``anno/kinetics400``); ``dataset.video_root``: the
+    folder holding the videos or frame folders, as the annotations name them. The two may sit
+    anywhere on disk, as the published code's ``_paths.py`` allowed. With only one of them set,
+    the other is found under the dataset root as usual.
+
+    Raises:
+        FileNotFoundError: one line naming the key, the folder and what was looked for.
+    """
+    ds = cfg.get('dataset') or {}
+    ann_root, video_root = ds.get('ann_root'), ds.get('video_root')
+    if not ann_root and not video_root:
+        return None
+    hint = f' (expects {expects})' if expects else ''
+    video = None
+    if video_root:
+        video = _expand(video_root)
+        if not video.is_dir():
+            raise FileNotFoundError(f'{dataset}: dataset.video_root {video} is not a folder{hint}')
+    if ann_root:
+        ann = _expand(ann_root)
+        if not ann.is_dir():
+            raise FileNotFoundError(f'{dataset}: dataset.ann_root {ann} is not a folder{hint}')
+        subs = [''] + [d for spec in specs.values() for d in spec.ann_dirs if d]
+        for sub in dict.fromkeys(subs):
+            marker = _marker_in(ann / sub if sub else ann, markers)
+            if marker is not None:
+                break
+        else:
+            raise FileNotFoundError(f'{dataset}: no {"/".join(markers)} in dataset.ann_root {ann} '
+                                    f'(nor in its {", ".join(s + "/" for s in subs if s)}){hint}')
+        if video is None:  # the videos under the dataset root, as its layouts place them
+            root = resolve_root(cfg, dataset, expects=expects)
+            video = first_existing(root, [d for spec in specs.values() for d in spec.video_dirs]) or root
+        return Layout('given', video, marker.parent, video, marker, True)
+    root = resolve_root(cfg, dataset, expects=expects)
+    relaxed = {name: dataclasses.replace(spec, videos_required=False) for name, spec in specs.items()}
+    found = find_layout(cfg, root, dataset, relaxed, markers)
+    return Layout(found.name, found.root, found.ann_dir, video, found.marker, True)
 
 
 def layout_setting(cfg):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from core.registry import Registry
 
 from .fewshot_splits import fewshot_view
-from .paths import annotation_phase, find_layout, finish, resolve_root
+from .paths import annotation_phase, explicit_layout, find_layout, finish, resolve_root
 
 if TYPE_CHECKING:
     from .base import VideoDataset, VideoRecord
@@ -32,9 +32,11 @@ def register_family(family: str,
                     fewshot_eval: Optional[str] = None) -> dict[str, DatasetBuilder]:
     """Register one family's builders: its full-dataset names and its few-shot variants.
 
-    Every builder does the same steps: the root (:func:`datasets.paths.resolve_root`), the
-    annotation phase the split reads (:func:`datasets.paths.annotation_phase`), the folder layout
-    under the root (:func:`datasets.paths.find_layout`), the annotations (``read``); a few-shot
+    Every builder does the same steps: the annotation phase the split reads
+    (:func:`datasets.paths.annotation_phase`), the annotation and video folders
+    (``dataset.ann_root`` / ``dataset.video_root`` when set, :func:`datasets.paths.explicit_layout`;
+    else the folder layout under the root, :func:`datasets.paths.resolve_root` and
+    :func:`datasets.paths.find_layout`), the annotations (``read``); a few-shot
     name then keeps the base or novel classes (:func:`datasets.fewshot_splits.fewshot_view`);
     finally the missing files are dropped and the dataset is built (:func:`datasets.paths.finish`,
     which records the registered name as ``dataset.name``).
@@ -63,9 +65,10 @@ def register_family(family: str,
         eval_phase = fewshot_eval if fewshot and fewshot_eval is not None else default_eval
 
         def build(cfg, split, clip_args, transform):
-            root = resolve_root(cfg, family, expects=expects)
             phase = annotation_phase(clip_args, split, phases, default_eval=eval_phase)
-            layout = find_layout(cfg, root, family, layouts, markers)
+            layout = explicit_layout(cfg, family, layouts, markers, expects)
+            if layout is None:
+                layout = find_layout(cfg, resolve_root(cfg, family, expects=expects), family, layouts, markers)
             classes, records = read(cfg, layout, phase, clip_args)
             if fewshot:
                 classes, records = fewshot_view(family, classes, records, clip_args, split)
