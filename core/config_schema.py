@@ -255,7 +255,10 @@ SCENEMOTION = {
 DATASET = {
     'name': str,
     'root': Default(None, (str, NONE)),  # null: the environment / paths file (datasets/paths.py)
-    'video_root': (str, NONE),  # mini_kinetics_200: folder of the Kinetics-400 videos
+    # the video / annotation folder, anywhere on disk (datasets/paths.py explicit_layout); a
+    # root is then needed only for the one not given. mini_kinetics_200: the K400 videos
+    'video_root': (str, NONE),
+    'ann_root': (str, NONE),
     # auto | project | published: folder layout under the root (datasets/paths.py)
     'layout': Default('auto', (str, NONE)),
     'batch_size': Range(int, lo=1),
