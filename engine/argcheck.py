@@ -1,5 +1,6 @@
 """The numbers of ``optimizer.args``, ``optimizer.schedule.args`` and ``criterion.args`` checked
-against what torch's classes accept, when the run is set up (before any data is read).
+against what torch's classes accept, and ``model.args`` against the model's signature, when the
+run is set up (before any data is read).
 
 Each argument is checked against the class's signature: a name the class does not take, or a
 text where the class's default is a number (``lr: 1e-3x``), is refused naming the key; then the
@@ -7,6 +8,7 @@ optimiser is built on a one-element parameter and the scheduler on that optimise
 criterion is built, so that torch's own value checks (``Invalid learning rate: -1``) speak
 before the data is built. A refusal is a :class:`core.config.ConfigError` (one line, exit 2).
 """
+import difflib
 import inspect
 import numbers
 import warnings
@@ -45,6 +47,19 @@ def check_training_args(cfg, config_path=None, cfg_sp=None):
                        lambda cls, a: cls(**a), build=_all_scalars(crit.get('args')))
 
 
+def check_model_args(cfg, config_path=None, cfg_sp=None):
+    """``model.args`` (and the DRL config's ``sp.model.args``) against the registered model's
+    signature: an argument the model does not take, or a text where it takes a number, is one
+    line naming the key (the constructor would raise a ``TypeError`` deep in the build)."""
+    from models.registry import MODELS
+
+    where = f' in {config_path}' if config_path else ''
+    for prefix, c in (('', cfg), ('sp.', cfg_sp)):
+        model = (c or {}).get('model')
+        if model and model.get('name'):
+            _check(MODELS, model['name'], model.get('args'), f'{prefix}model', where, None, build=False)
+
+
 def _all_scalars(args):
     """Whether every argument is a plain number, bool, text or null (a list, e.g. per-group
     values or class weights, may be turned into what the class wants by the code that builds
@@ -66,7 +81,9 @@ def _check(registry, name, args, key, where, make, build=True):
              and n not in ('self', 'params', 'optimizer')]
     for k, v in args.items():
         if k not in params and not takes_any and params:
-            raise ConfigError(f"config key '{key}.args.{k}'{where}: {name} takes no argument {k!r} "
+            close = difflib.get_close_matches(k, names, n=1)
+            hint = f'; did you mean {close[0]!r}?' if close else ''
+            raise ConfigError(f"config key '{key}.args.{k}'{where}: {name} takes no argument {k!r}{hint} "
                               f"(it takes {', '.join(names)})")
         p = params.get(k)
         if p is not None and p.default is not inspect.Parameter.empty:
@@ -97,7 +114,7 @@ def _type_problem(default, value):
         return None if isinstance(value, bool) else 'true or false'
     if _is_number(default):
         return None if _is_number(value) else 'a number'
-    if isinstance(default, tuple) and all(_is_number(d) for d in default):
+    if isinstance(default, tuple) and default and all(_is_number(d) for d in default):
         ok = isinstance(value, (list, tuple)) and len(value) == len(default) and all(map(_is_number, value))
         return None if ok else f'a list of {len(default)} numbers'
     return None

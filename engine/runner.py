@@ -15,7 +15,7 @@ from core.config import ConfigError, save_config
 from core.errors import RunFinished, UserError
 
 from . import dist as dist_utils
-from .argcheck import check_training_args
+from .argcheck import check_model_args, check_training_args
 from .logging_utils import setup_logging
 from .resume_check import check_run_folder, run_identity
 from .runlock import lock_folder, release_all, remove_stale_temporaries
@@ -226,7 +226,8 @@ def setup_run(args: argparse.Namespace, cfg: dict[str, Any], out_dir: str,
         :class:`RunContext` with ``config`` / ``config_sp`` (copies as resolved now, saved in
         checkpoints), ``script`` and ``resume_changed`` filled in.
     """
-    if not getattr(args, 'evaluate', False):  # the training settings, before any data is read
+    check_model_args(cfg, getattr(args, 'config', None), cfg_sp)  # before any data is read
+    if not getattr(args, 'evaluate', False):
         check_training_args(cfg, getattr(args, 'config', None), cfg_sp)
     dinfo = dist_utils.init_distributed(device_type(args.device), args.dist_url, args.dist_backend)
     device = resolve_device(args.device, args.gpu, dinfo.local_rank)

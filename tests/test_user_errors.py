@@ -161,3 +161,14 @@ def test_pretrain_naming_a_folder_says_so_and_lists_its_checkpoints(tmp_path, uc
         (folder / name).write_bytes(b'')
     one_line(run([cfg, '--output-dir', tmp_path / 'r2', '--pretrain', folder]), 2,
              'checkpoint files in it: checkpoint.pth.tar, model_best.pth.tar; give one of them')
+
+
+def test_model_args_checked_against_the_models_signature():
+    from core.config import ConfigError
+    from engine.argcheck import check_model_args
+    with pytest.raises(ConfigError, match=r"config key 'model.args.dropuot' in x.yaml: resnet3d takes no "
+                                          r"argument 'dropuot'; did you mean 'dropout'\?"):
+        check_model_args({'model': {'name': 'resnet3d', 'args': {'dropuot': 0.1}}}, 'x.yaml')
+    with pytest.raises(ConfigError, match=r"'sp.model.args.dropout' in x.yaml must be a number, got 'lots'"):
+        check_model_args({}, 'x.yaml', {'model': {'name': 'resnet2d', 'args': {'dropout': 'lots'}}})
+    check_model_args({'model': {'name': 'resnet3d', 'args': {'ret_feat': ['pool'], 'n_class': 5}}}, 'x.yaml')
