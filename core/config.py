@@ -91,6 +91,10 @@ class ConfigError(UserError, ValueError):
 
 
 def _read_yaml(path):
+    if os.path.isdir(path):
+        found = sorted(n for n in os.listdir(path) if n.endswith(('.yaml', '.yml')))
+        inside = f'; configs in it: {", ".join(found[:8])}' + (' …' if len(found) > 8 else '') if found else ''
+        raise ConfigError(f'config {path} is a folder, not a YAML file{inside}')
     if not os.path.isfile(path):
         raise ConfigError(f'config file not found: {path}')
     with open(path) as f:

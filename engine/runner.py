@@ -226,6 +226,8 @@ def setup_run(args: argparse.Namespace, cfg: dict[str, Any], out_dir: str,
         :class:`RunContext` with ``config`` / ``config_sp`` (copies as resolved now, saved in
         checkpoints), ``script`` and ``resume_changed`` filled in.
     """
+    if getattr(args, 'workers', None) is not None and args.workers < 0:
+        raise UserError(f'-j/--workers must be >= 0, got {args.workers}')
     check_model_args(cfg, getattr(args, 'config', None), cfg_sp)  # before any data is read
     if not getattr(args, 'evaluate', False):
         check_training_args(cfg, getattr(args, 'config', None), cfg_sp)

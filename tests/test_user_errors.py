@@ -172,3 +172,11 @@ def test_model_args_checked_against_the_models_signature():
     with pytest.raises(ConfigError, match=r"'sp.model.args.dropout' in x.yaml must be a number, got 'lots'"):
         check_model_args({}, 'x.yaml', {'model': {'name': 'resnet2d', 'args': {'dropout': 'lots'}}})
     check_model_args({'model': {'name': 'resnet3d', 'args': {'ret_feat': ['pool'], 'n_class': 5}}}, 'x.yaml')
+
+
+def test_config_folder_and_negative_workers(tmp_path, ucf_root):  # noqa: F811
+    one_line(run([os.path.join(ROOT, 'configs', 'ucf')]), 2, 'is a folder, not a YAML file; configs in it: ')
+    cfg = tiny_config(tmp_path / 'tiny.yaml', ucf_root)
+    res = subprocess.run([sys.executable, 'main.py', cfg, '--output-dir', str(tmp_path / 'r'), '-j', '-1'],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV, check=False)
+    one_line(res, 2, '-j/--workers must be >= 0, got -1')
