@@ -72,10 +72,12 @@ def table(paths):
     """The demo's printout: the bias card's headline measures of each model."""
     head = ['model', 'what'] + [c[0] for c in COLUMNS]
     floor = value(paths['resnet2d']['dynamic'], COLUMNS[5][2]) if 'resnet2d' in paths else float('nan')
+    at = f'{floor:.3f} here' if floor == floor else 'not measured here'
     lines = ['', 'SceneMotion demo: chance 12.5 %. A static model keeps its accuracy on frozen clips (contrasted '
-             'accuracy near 0), loses the scene conflict and gets the dynamic score of the frame-wise resnet2d '
-             f'({floor:.3f} here: the score\'s floor); a motion model loses its accuracy on frozen clips and '
-             'scores high.', ' | '.join(head), ' | '.join('---' for _ in head)]
+             'accuracy near 0), its clip label wins only about half of the scene conflicts (a half-and-half blend of '
+             'two scenes) and its dynamic score is the floor, the frame-wise resnet2d\'s '
+             f'({at}); a motion model loses its accuracy on frozen clips, wins the conflicts and scores high.',
+             ' | '.join(head), ' | '.join('---' for _ in head)]
     for n, p in paths.items():
         lines.append(f"{n} | {WHAT.get(n, 'DRL from the baseline')} | "
                      + ' | '.join(f'{value(p[step], keys):.{d}f}' for _, step, keys, d in COLUMNS))
