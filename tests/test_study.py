@@ -232,3 +232,22 @@ def test_demo_prints_the_card_headlines(tmp_path):
     rows = {line.split(' | ')[0]: line.split(' | ') for line in out.splitlines() if ' | ' in line}
     assert rows['resnet3d-bias0'][2:] == ['90.0', '74.0', '60.0', '70.0', '34.0', '0.600', '40.0']
     assert rows['resnet3d'][-2] == 'nan' and '(0.040 here' in out
+
+
+def test_study_graph_cuts(tmp_path):
+    """`make study`'s graph: every model gets the two card commands (no separate score or
+    temporality); the budget cuts (sweep points, DRL-aug linear probe) come back with --extra-sweep."""
+    from tools import study
+
+    def graph(**kw):
+        return study.build([0, 1, 2], str(tmp_path / 'study'), True, 2, lambda m: None, str(tmp_path / 'p.md'), **kw)[0]
+    g, full = graph(), graph(extra=True)
+    steps = {k.split('/')[2] for k in g.items if k.count('/') == 2}
+    assert {'card', 'dynamic'} <= steps and not steps & {'score', 'temporality'}
+    for name in ('resnet3d-24ep', 'resnet3d-fame', 'resnet3d-albar', 'resnet3d-mixup', 'resnet3d-cutmix'):
+        assert all(f'{s}/{name}/{m}' in g.items for s in (0, 1, 2) for m in study.FULL)
+    assert '0/resnet3d-drl-fgsm/probe' not in g.items and '0/resnet3d-drl-fgsm/probe' in full.items
+    assert '0/dir-freeze λ=2' not in g.items and '0/dir-freeze λ=2' in full.items
+    assert '0/resnet2d/score_pretrain' in g.items  # the protocol comparison stays
+    card = g.items['1/resnet3d-bias0/card'].cmd
+    assert card[:2] == ['tools/bias_card.py', 'configs/scenemotion/res3d18.yaml'] and '--split' not in card

@@ -160,19 +160,11 @@ def main(argv=None):
     load = old_now / (OLD_CMD * 60 - old_att)
     report = {'times_s': times, 'sources': src, 'epoch_ratio_vs_baseline': ratios, 'old_counts': old,
               'missing_times': sorted(set(old_miss)), 'load_factor': load, 'variants': {}}
-    variants = {'new study': {}, 'sweep points to --extra-sweep': {'no_sweep': True},
-                '+ DRL-aug without linear probe': {'no_sweep': True, 'no_aug_probe': True}}
-    for label, v in variants.items():
-        g = study.build([0, 1, 2], '/nonexistent/new', not v.get('no_sweep'), 2, lambda m: None, '/nonexistent/p.md')[0]
-        if v.get('no_sweep'):  # the protocol comparison (score_pretrain) stays
-            g2 = study.build([0, 1, 2], '/nonexistent/new', True, 2, lambda m: None, '/nonexistent/p.md')[0]
-            keep = {k for k in g2.items if k.endswith('/score_pretrain')}
-            c = counts(g)
-            c['score_pretrain'] = len(keep)
-        else:
-            c = counts(g)
-        if v.get('no_aug_probe'):
-            c['probe'] -= sum(1 for k in g.items if k.endswith('/probe') and ('fgsm' in k or 'pgd' in k))
+    variants = {'new study, nothing cut': (), 'sweep points to --extra-sweep': ('sweep',),
+                '+ DRL-aug variants without linear probe (make study)': ('sweep', 'aug_probe')}
+    for label, cuts in variants.items():
+        g = study.build([0, 1, 2], '/nonexistent/new', True, 2, lambda m: None, '/nonexistent/p.md', cuts=cuts)[0]
+        c = counts(g)
         now, att, miss = priced(c, times, ATTACK_IDLE)
         cmd_min = (now / load + att) / 60
         report['variants'][label] = {'counts': c, 'command_min': cmd_min, 'wall_min': cmd_min * OLD_WALL / OLD_CMD,
