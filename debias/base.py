@@ -17,7 +17,7 @@ uninterrupted one does). Tensors: clips ``B × K × C × T × H × W`` (normalis
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -34,9 +34,11 @@ Forward = Callable[[torch.Tensor], torch.Tensor]   # clips B × K × C × T × H
 @dataclass
 class Mixed:
     """What the model is trained on: ``video`` ``B × K × C × T × H × W`` and ``target``, the
-    labels ``B`` (int) or soft labels ``B × n_class`` (float, rows summing to 1)."""
+    labels ``B`` (int) or soft labels ``B × n_class`` (float, rows summing to 1); ``metrics``:
+    the transform's own diagnostics (batch means), logged with the step's metrics."""
     video: torch.Tensor
     target: torch.Tensor
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -148,25 +148,36 @@ class FAME(Method):
     def __repr__(self):
         return f'FAME(fg_fraction={self.fg_fraction}, refine={self.refine})'
 
-    def masks(self, video: torch.Tensor) -> torch.Tensor:
-        """``B × K × C × T × H × W`` normalised clips -> ``B × K × 1 × 1 × H × W`` masks."""
+    def _raw(self, video: torch.Tensor) -> torch.Tensor:
+        """``B × K × C × T × H × W`` normalised clips -> ``B·K × C × T × H × W`` pixels in [0, 1]."""
         b, k, c, t, h, w = video.shape
         self.check_clips(t)
         shape = (1, c, 1, 1, 1)
         mean = torch.tensor(self.mean, device=video.device).view(shape)
         std = torch.tensor(self.std, device=video.device).view(shape)
-        raw = video.detach().float().reshape(b * k, c, t, h, w) * std + mean
-        return foreground_mask(raw, self.fg_fraction, self.refine).view(b, k, 1, 1, h, w)
+        return video.detach().float().reshape(b * k, c, t, h, w) * std + mean
+
+    def masks(self, video: torch.Tensor) -> torch.Tensor:
+        """``B × K × C × T × H × W`` normalised clips -> ``B × K × 1 × 1 × H × W`` masks."""
+        b, k, _, _, h, w = video.shape
+        return foreground_mask(self._raw(video), self.fg_fraction, self.refine).view(b, k, 1, 1, h, w)
 
     def transform(self, video, label):
-        b = video.shape[0]
-        m = self.masks(video)
+        """Also logs ``fame_motion_in_mask``: the share of the clips' temporal difference
+        (``motion_map``, unblurred) that falls inside their masks, batch mean; 1 = the mask
+        holds all of the motion, ``fg_fraction`` = no better than a random mask."""
+        b, k, _, _, h, w = video.shape
+        raw = self._raw(video)
+        flat = foreground_mask(raw, self.fg_fraction, self.refine)
+        motion = motion_map(raw)
+        inside = ((motion * flat).flatten(1).sum(1) / motion.flatten(1).sum(1).clamp_min(1e-12)).mean().item()
+        m = flat.view(b, k, 1, 1, h, w)
         if b > 1:  # a random non-zero shift: every clip gets another clip's background
             source = (torch.arange(b) + int(torch.randint(1, b, ()))) % b
         else:
             source = torch.arange(b)
         other = video[source.to(video.device)]
-        return Mixed(torch.where(m > 0, video, other), label)
+        return Mixed(torch.where(m > 0, video, other), label, {'fame_motion_in_mask': inside})
 
 
 @METHODS.register('fame')

@@ -104,7 +104,8 @@ class ClassifierStep(Step):
         logits = self._logits(mixed.video)
         loss = self.criterion(logits.float(), mixed.target)
         acc1, acc5 = accuracy(logits.detach(), y)  # against the clips' own labels
-        out = StepOutput(loss=loss, n=y.shape[0], metrics={'loss': loss.item(), 'Acc@1': acc1, 'Acc@5': acc5})
+        out = StepOutput(loss=loss, n=y.shape[0], metrics={'loss': loss.item(), 'Acc@1': acc1, 'Acc@5': acc5,
+                                                           **mixed.metrics})
         terms = self.method.loss_terms(self._logits, x, y, logits)
         if terms:
             for t in terms:

@@ -100,6 +100,11 @@ def test_fame_transform_pastes_foreground_on_another_clip():
     assert torch.equal(out.video[0][..., m], video[0][..., m])        # foreground of x
     assert torch.equal(out.video[0][..., ~m], video[1][..., ~m])      # background of the other clip
     assert torch.equal(out.video[0][..., path], video[0][..., path])
+    # the diagnostic: share of each clip's temporal difference inside its mask (square: all of it)
+    motion = motion_map(fame._raw(video))
+    share = (motion * masks[:, 0, 0, 0]).flatten(1).sum(1) / motion.flatten(1).sum(1)
+    assert share[0].item() == pytest.approx(1.0)
+    assert out.metrics['fame_motion_in_mask'] == pytest.approx(share.mean().item())
 
 
 # ---------------------------------------------------------------- ALBAR
@@ -307,6 +312,7 @@ def test_main_one_epoch_each_method(tmp_path, ucf_root):  # noqa: F811
         assert json.loads((out / 'results.json').read_text())['n_videos'] > 0
         row = next(csv.DictReader(open(out / 'metrics.csv')))
         assert math.isfinite(float(row['train_loss'])), name
+    assert 0 < float(next(csv.DictReader(open(tmp_path / 'fame' / 'metrics.csv')))['train_fame_motion_in_mask']) <= 1
     row = next(csv.DictReader(open(tmp_path / 'albar' / 'metrics.csv')))
     for key in ('train_loss_cls', 'train_loss_static_ce', 'train_loss_static_negentropy', 'train_loss_grad_penalty',
                 'train_grad_norm'):
