@@ -67,6 +67,16 @@ class MimicRecipe:
             [0, 1]); the teacher labels the blend.
         pool: ``all`` (every split :func:`scoring_splits` offers) or ``train`` (the scored
             subset's own training split only: the paper's protocol).
+        frames: if > 0, the mimic sees only this many frames of each training clip (a random
+            subset, in order) while its target stays the teacher's output on the whole clip;
+            the last ``full_epochs`` epochs use every frame. A frame-wise mimic averages its
+            frames, so this trades exactness of the target for more passes per second.
+        frozen: clips added to every batch that hold one frame repeated (a random frame of a
+            random video of the pool); the teacher labels the repeated-frame clip, the mimic
+            sees the single frame (the same input to a frame-wise model). The teacher's
+            answer to each single frame is the most direct target a frame-wise mimic has.
+        init: a checkpoint of a frame-wise model (with its classifier) to start from instead
+            of random weights; it must not be the model being scored, nor depend on it.
     """
     model: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(SCENEMOTION_MIMIC))
     epochs: int = 30
@@ -79,6 +89,10 @@ class MimicRecipe:
     crop: str = 'random'
     mix: float = 0.0
     pool: str = 'all'
+    frames: int = 0
+    full_epochs: int = 0
+    init: Optional[str] = None
+    frozen: int = 0
 
     def __post_init__(self):
         if self.loss not in ('kd', 'mse', 'kd+mse'):
@@ -89,6 +103,10 @@ class MimicRecipe:
             raise ValueError(f'mimic pool {self.pool!r} unknown; use all or train')
         if not 0.0 <= self.mix <= 1.0:
             raise ValueError(f'mimic mix must be in [0, 1], got {self.mix}')
+        if self.frozen < 0:
+            raise ValueError(f'mimic frozen must be ≥ 0, got {self.frozen}')
+        if self.frames < 0 or not 0 <= self.full_epochs <= self.epochs:
+            raise ValueError('mimic frames must be ≥ 0 and full_epochs in [0, epochs]')
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError('mimic epochs and batch_size must be at least 1')
 
@@ -262,9 +280,13 @@ def build_mimic(recipe: MimicRecipe, n_class: int, seed: int) -> nn.Module:
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        return build_model(recipe.model, n_class=n_class)
+        g = build_model(recipe.model, n_class=n_class)
     finally:
         torch.random.set_rng_state(state)
+    if recipe.init:
+        from engine.checkpoint import load_pretrained
+        load_pretrained(g, recipe.init, copy_head=True)
+    return g
 
 
 def _loss(recipe: MimicRecipe, kd: KDLoss, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -280,7 +302,8 @@ def _loss(recipe: MimicRecipe, kd: KDLoss, student: torch.Tensor, teacher: torch
 
 def train_mimic(teacher: nn.Module, banks: Sequence[FrameBank], recipe: MimicRecipe, *, seed: int,
                 device: torch.device | str, n_class: int, cached: Optional[Sequence[torch.Tensor]] = None,
-                progress: Optional[Callable[[int, int, float], None]] = None) -> nn.Module:
+                progress: Optional[Callable[[int, int, float], None]] = None,
+                on_epoch: Optional[Callable[[int, nn.Module], None]] = None) -> nn.Module:
     """Train one mimic of ``teacher`` by KD on every video of ``banks``.
 
     Args:
@@ -290,7 +313,8 @@ def train_mimic(teacher: nn.Module, banks: Sequence[FrameBank], recipe: MimicRec
             batch itself).
         seed: seeds the mimic's initial weights and every draw of the training (order, crops,
             blends): the mimic is a function of (teacher, pool, recipe, seed).
-        progress: ``(step, steps, loss)`` callback.
+        progress: ``(step, steps, loss)`` callback; on_epoch: ``(epoch, mimic)`` after each
+            epoch (the mimic is put back in training mode afterwards).
     Returns:
         the trained mimic, in eval mode.
     """
@@ -312,10 +336,12 @@ def train_mimic(teacher: nn.Module, banks: Sequence[FrameBank], recipe: MimicRec
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     kd = KDLoss(T=recipe.T)
     online = recipe.crop == 'random' or recipe.mix > 0 or cached is None
+    banks_all = list(banks)
     teacher.eval()
     g.train()
     step = 0
-    for _ in range(recipe.epochs):
+    for epoch in range(recipe.epochs):
+        sub = recipe.frames if recipe.frames and epoch < recipe.epochs - recipe.full_epochs else 0
         order = torch.randperm(n, generator=gen)
         for s in range(0, n, recipe.batch_size):
             sel = order[s:s + recipe.batch_size]
@@ -341,7 +367,15 @@ def train_mimic(teacher: nn.Module, banks: Sequence[FrameBank], recipe: MimicRec
                     t = logits_of(teacher(x)).float()
             else:
                 t = torch.cat(targets).to(device)
+            if sub and sub < x.shape[3]:
+                keep = torch.randperm(x.shape[3], generator=gen)[:sub].sort().values
+                x = x[:, :, :, keep.to(x.device)]
             loss = _loss(recipe, kd, logits_of(g(x)).float(), t)
+            if recipe.frozen:
+                xf = _frozen_frames(banks_all, owner, local, recipe, gen).to(device)
+                with torch.no_grad():
+                    tf = logits_of(teacher(xf.expand(-1, -1, -1, banks_all[0].frames.shape[2], -1, -1))).float()
+                loss = loss + _loss(recipe, kd, logits_of(g(xf)).float(), tf)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -349,8 +383,25 @@ def train_mimic(teacher: nn.Module, banks: Sequence[FrameBank], recipe: MimicRec
             step += 1
             if progress is not None:
                 progress(step, steps, loss.item())
+        if on_epoch is not None:
+            g.eval()
+            on_epoch(epoch + 1, g)
+            g.train()
     g.eval()
     return g
+
+
+def _frozen_frames(banks, owner, local, recipe, gen):
+    """``recipe.frozen`` single-frame clips ``B × K × C × 1 × c × c`` of random pool videos."""
+    pick = torch.randint(0, len(owner), (recipe.frozen,), generator=gen)
+    parts = []
+    for i, b in enumerate(banks):
+        m = owner[pick] == i
+        if m.any():
+            parts.append(b.clips(local[pick][m], gen if recipe.crop == 'random' else None))
+    x = torch.cat(parts)
+    t = torch.randint(0, x.shape[3], (len(x),), generator=gen)
+    return torch.stack([v[:, :, j:j + 1] for v, j in zip(x, t.tolist())])
 
 
 class Timer:

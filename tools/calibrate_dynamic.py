@@ -46,6 +46,19 @@ def cpu_model():
         return platform.processor() or 'unknown'
 
 
+def memo_banks():
+    """Decode each split once per process (the search scores many recipes on the same data)."""
+    from measure import mimic
+    load, memo = mimic.load_bank, {}
+
+    def cached(cfg, spec, **kw):
+        key = (json.dumps(cfg['dataset'], sort_keys=True, default=str), tuple(spec))
+        if key not in memo:
+            memo[key] = load(cfg, spec, **kw)
+        return memo[key]
+    mimic.load_bank = cached
+
+
 def parse_recipe(items, cfg):
     r = default_recipe(cfg).as_dict()
     for item in items or []:
@@ -68,15 +81,17 @@ def fmt_ci(ci):
     return '—' if ci is None else f'[{ci[0]:.3f}, {ci[1]:.3f}]'
 
 
-def score_one(cfg_path, ckpt, args, reference=None):
+def score_one(cfg_path, ckpt, args, reference=None, recipe=None):
     cfg, model = load_model(cfg_path, ckpt)
     ref = load_model(*reference)[1] if reference else None
     t0 = time.perf_counter()
     r = dynamic_score(model, cfg, device=args.device, mimic_seeds=args.mimic_seeds, seed=args.seed,
                       static_reference=ref, workers=args.workers, progress=False,
-                      recipe=parse_recipe(args.recipe, cfg))
+                      recipe=parse_recipe(args.recipe if recipe is None else recipe, cfg))
     r['wall_s'] = time.perf_counter() - t0
     r['checkpoint'], r['config'] = ckpt, cfg_path
+    if recipe is not None:
+        print(f'recipe {" ".join(recipe) or "(default)"}:', end=' ')
     print(f'{ckpt}: dynamic score {r["value"]:.4f} CI95(videos) {fmt_ci(r["ci95"])} '
           f'CI95(mimic seeds) {fmt_ci(r["ci95_mimic"])} sd(mimic) '
           f'{"—" if r["sd_mimic"] is None else format(r["sd_mimic"], ".4f")} | per seed '
@@ -86,16 +101,59 @@ def score_one(cfg_path, ckpt, args, reference=None):
     return r
 
 
-def table(args):
+def curve(cfg_path, ckpt, args, items):
+    """One mimic per model and recipe, its score on the scored split after every epoch (and the
+    seconds spent training, evaluation excluded)."""
+    from measure import mimic as M
+    cfg, model = load_model(cfg_path, ckpt)
+    recipe = M.MimicRecipe.from_dict(parse_recipe(items, cfg))
+    scored, train = M.scoring_splits(cfg, recipe.pool)
+    test, pool = M.load_bank(cfg, scored), [M.load_bank(cfg, s) for s in train]
+    t0 = time.perf_counter()
+    o = M.predict(model, test, device=args.device)
+    cached = [M.predict(model, b, device=args.device) for b in pool]
+    t_teacher = time.perf_counter() - t0
+    clock = {'start': time.perf_counter(), 'eval': 0.0}
+    rows = []
+
+    def on_epoch(epoch, g):
+        e0 = time.perf_counter()
+        score = 1 - (M.predict(g, test, device=args.device).argmax(1) == o.argmax(1)).float().mean().item()
+        tr = (M.predict(g, pool[0], device=args.device).argmax(1) == cached[0].argmax(1)).float().mean().item()
+        clock['eval'] += time.perf_counter() - e0
+        train_s = time.perf_counter() - clock['start'] - clock['eval']
+        rows.append((epoch, train_s, score, tr))
+        print(f'  {" ".join(items) or "(default)"} | {os.path.basename(os.path.dirname(ckpt))} epoch {epoch}: '
+              f'score {score:.4f}, agreement on {pool[0].name} {tr:.4f}, training {train_s:.0f} s '
+              f'(teacher logits {t_teacher:.0f} s)', flush=True)
+    M.train_mimic(model, pool, recipe, seed=args.seed, device=args.device, n_class=o.shape[1], cached=cached,
+                  on_epoch=on_epoch)
+    return rows
+
+
+def table(args, done=None):
+    """Score (or, with ``done``: read from earlier ``--json`` files) ``<runs>/<family>-s<seed>``
+    for both controls and print the calibration table, the range and whether the CIs are apart."""
     rows = {}
     for family in ('res2d18', 'res3d18-bias0'):
         for s in args.seeds:
             ckpt = os.path.join(args.runs, f'{family}-s{s}', 'checkpoint.pth.tar')
+            if done is not None:
+                hits = [r for r in done if os.path.abspath(r['checkpoint']) == os.path.abspath(ckpt)]
+                if hits:
+                    rows[(family, s)] = hits[0]
+                else:
+                    print(f'no result for {ckpt} in the --summarize files')
+                continue
             if not os.path.exists(ckpt):
                 print(f'missing {ckpt}: skipped')
                 continue
             rows[(family, s)] = score_one(FAMILY_CFG[family], ckpt, args)
     print(f'\nCPU: {cpu_model()}; torch threads {torch.get_num_threads()}')
+    for r in rows.values():
+        if r.get('sd_mimic') is not None:
+            print(f'{r["checkpoint"]}: {len(r["per_seed"])} mimic seeds, mean {r["value"]:.4f}, sd {r["sd_mimic"]:.4f}, '
+                  f'95 % t CI {fmt_ci(r["ci95_mimic"])} (the table gives the mean over these seeds)')
     print('| model | study seed | dynamic score | 95 % CI (videos) | 95 % CI (mimic seeds) | Acc@1 | mimic train agreement | s |')
     print('|---|---|---|---|---|---|---|---|')
     for (family, s), r in rows.items():
@@ -130,6 +188,12 @@ def main(argv=None):
     p.add_argument('--mimic-seeds', type=int, default=1)
     p.add_argument('--seed', type=int, default=0, help='first mimic seed')
     p.add_argument('--recipe', nargs='*', default=[], help='MimicRecipe overrides KEY=VALUE')
+    p.add_argument('--search', nargs='+', default=None, metavar='RECIPE',
+                   help='score every --model with each of these recipes, each a comma-separated list of '
+                        'KEY=VALUE overrides ("" for the default); the splits are decoded once')
+    p.add_argument('--summarize', nargs='+', default=None, metavar='JSON',
+                   help='with --table: read the results from these --json files instead of scoring')
+    p.add_argument('--curve', action='store_true', help='with --search: the score after every epoch')
     p.add_argument('--device', default='cpu')
     p.add_argument('-j', '--workers', type=int, default=0)
     p.add_argument('--json', default=None, help='write every result here')
@@ -137,7 +201,21 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING)
     out = {}
     if args.table:
-        out.update(table(args))
+        done = None
+        if args.summarize:
+            done = [r for path in args.summarize for r in json.load(open(path))['results'].values()
+                    if isinstance(r, dict)]
+        out.update(table(args, done))
+    if args.search is not None:
+        memo_banks()
+        for rec in args.search:
+            items = [x for x in rec.split(',') if x]
+            for cfg_path, ckpt in args.model:
+                if args.curve:
+                    out[f'{rec} | {ckpt}'] = curve(cfg_path, ckpt, args, items)
+                else:
+                    out[f'{rec} | {ckpt}'] = score_one(cfg_path, ckpt, args, recipe=items)
+        args.model = []
     for cfg_path, ckpt in args.model:
         r = score_one(cfg_path, ckpt, args, args.static_reference)
         out[ckpt] = r
