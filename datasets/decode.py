@@ -591,10 +591,10 @@ def _decode_clips(container, stream, path, positions, src_fps, n_src, short_side
                   short=None):
     need = sorted({p for c in positions for p in c})
     convert = _Converter(short_side, crop, len(need) + 1, file_display_matrix(container, path))
-    frames = decode_indices(container, stream, need, src_fps, convert, path,
-                            n_src=None if short is not None else n_src, reused=short is not None)
-    video = _gather(frames, positions, convert.finish)
     n_true = n_src if short is None else math.floor(short) + 1
+    frames = decode_indices(container, stream, need, src_fps, convert, path, n_src=n_true,
+                            reused=short is not None, detect_short=short is None)
+    video = _gather(frames, positions, convert.finish)
     return video, {'src_fps': src_fps, 'n_src_frames': n_true, 'duration': n_true / src_fps,
                    'indices': positions_to_indices(positions), 'crop': convert.box,
                    'orientation': convert.orientation,
@@ -678,7 +678,7 @@ def frame_positions(stream, src_fps):
 
 
 def decode_indices(container, stream, need, src_fps, convert, path='<video>', n_src=None,
-                   reused=False):
+                   reused=False, detect_short=True):
     """The frame on screen at each of the sorted positions ``need`` (source frames from the
     start: ``t * src_fps``): the last frame whose position is at or before it (within ``EPS``);
     ``convert(frame)`` is called once per frame returned.
@@ -694,8 +694,10 @@ def decode_indices(container, stream, need, src_fps, convert, path='<video>', n_
     B-frames of long-GOP files), which is exact and saves much of the pre-roll after a seek;
     should a dropped frame turn out to be an answer (a held frame), that stretch is decoded
     again without dropping. Positions past the last frame get the last frame (the end of the
-    video). With ``n_src`` (the header's frame count), a file whose decodable frames end more
-    than a frame before it promises raises ``_ShortFile``. ``convert=None`` decodes without
+    video): with ``n_src`` (the frame count the positions were clamped to), the position
+    ``n_src - 1`` stands for "the end", the last frame, wherever a variable frame rate puts it.
+    With ``detect_short``, a clip reaching past the last decodable frame of a file whose index
+    lists frames after it (a truncated file) raises ``_ShortFile``. ``convert=None`` decodes without
     converting (the decode-only benchmark). Returns ``{position: convert(frame)}``.
     """
     tb = float(stream.time_base)
@@ -707,11 +709,14 @@ def decode_indices(container, stream, need, src_fps, convert, path='<video>', n_
     # a container read before (a second pass over a truncated file) is sought before use
     state = {'started': reused, 'exact': False, 'error': None, 'cut': False}
     dropped = set()  # positions of packets sent with NONREF and not (yet) seen decoded
+    end = n_src - 1 if n_src is not None and need and need[-1] >= n_src - 1 else None
 
     def may_answer(p):
         """Whether the frame at ``p`` may be on screen at a needed position: it is within one
         frame interval before one (on-grid frames: exactly the frame ``floor(s + EPS)``), two for
-        off-grid ones (variable frame rate), or among the last frames of the file."""
+        off-grid ones (variable frame rate)."""
+        if end is not None and p > end - 1:
+            return True  # may be the last frame, which "the end" shows
         i = bisect.bisect_left(need_eps, p)
         if i == len(need_eps):
             return False  # after every needed position: never on screen at one
@@ -788,7 +793,7 @@ def decode_indices(container, stream, need, src_fps, convert, path='<video>', n_
             it, prev = frames_from(need[j]), None
         redo = stopped = False
         for pos, frame in it:
-            while j < len(need) and pos > need_eps[j]:  # ``frame`` ends what prev showed
+            while j < len(need) and pos > need_eps[j] and need[j] != end:  # frame ends prev's time
                 if prev is None:  # nothing before the first frame: it is what is shown
                     prev = [pos, frame, None]
                 elif dropped and lost_answer(need_eps[j]):
@@ -817,12 +822,28 @@ def decode_indices(container, stream, need, src_fps, convert, path='<video>', n_
             err = state['error']
             raise VideoDecodeError(path, f'{type(err).__name__}: {err}' if err is not None
                                    else 'no decodable video frames')
-        if n_src is not None and prev[0] < n_src - 1.5 and past_end(need[-1], prev[0]):
-            raise _ShortFile(prev[0])
+        if detect_short and n_src is not None and past_end(need[-1], prev[0]):
+            promised = _last_indexed(stream, position)
+            if promised is not None and prev[0] < promised - 0.5:
+                raise _ShortFile(prev[0])
         while j < len(need):
             answer(need[j])
             j += 1
     return out
+
+
+def _last_indexed(stream, position):
+    """Position of the last frame the container's index lists (mp4 / mov: every frame, by its
+    decoding time, which is never after its presentation time; Matroska: the last keyframe;
+    AVI: every frame), or ``None`` without an index. Frames the index lists but the decoder
+    cannot reach make a file truncated; an estimate of the frame count from the duration
+    never does."""
+    try:
+        entries = stream.index_entries
+        n = len(entries)
+        return position(entries[n - 1].timestamp, 0) if n else None
+    except (AttributeError, av.FFmpegError, IndexError):
+        return None
 
 
 def past_end(position, end):

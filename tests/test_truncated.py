@@ -94,3 +94,15 @@ def test_check_dataset_prints_the_counts(short):
     assert 'train: 1 videos carry a rotation, 1 are truncated' in out
     assert '1 videos carry a rotation (display matrix); they are read upright' in out
     assert f'{path}: {n_true} of the {N} frames its header promises' in out
+
+
+def test_a_whole_file_is_never_taken_for_a_truncated_one(tmp_path, caplog):
+    # the last frame held for 1 s (variable frame rate): the clip's end shows it, no warning
+    times = [i / FPS for i in range(20)] + [20 / FPS + 1.0]
+    path = write_vfr(str(tmp_path / 'hold.mp4'), times)
+    decode._short_files.clear()
+    with caplog.at_level(logging.WARNING, logger='datasets.decode'):
+        video, info = read_clips(path, 1, 30, -1, 'uniform')
+    assert info['header_frames'] is None and not caplog.records
+    got = ids(video)[0]
+    assert got == sorted(got) and got[-1] == 20 and got.count(20) >= 1

@@ -98,7 +98,9 @@ def expected_frames(path, info, n_clips, n_frames, fps, mode, seed):
     src_fps, n = info['src_fps'], info['n_src_frames']
     g = torch.Generator().manual_seed(seed) if seed is not None else None
     positions = clip_positions(n / src_fps, src_fps, n, n_clips, n_frames, fps, mode, g)
-    return [[on_screen(pts, (p + EPS) / src_fps) for p in clip] for clip in positions]
+    # a time at or past the end of the video (positions are clamped to n - 1) shows the last frame
+    return [[len(pts) - 1 if p >= n - 1 else on_screen(pts, (p + EPS) / src_fps) for p in clip]
+            for clip in positions]
 
 
 def ids(video):
