@@ -79,18 +79,18 @@ class MimicRecipe:
             of random weights; it must not be the model being scored, nor depend on it.
     """
     model: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(SCENEMOTION_MIMIC))
-    epochs: int = 30
+    epochs: int = 16
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup: int = 0
     loss: str = 'kd'
     T: float = 1.0
-    crop: str = 'random'
+    crop: str = 'center'
     mix: float = 0.0
     pool: str = 'all'
-    frames: int = 0
-    full_epochs: int = 0
+    frames: int = 2
+    full_epochs: int = 2
     init: Optional[str] = None
     frozen: int = 0
 
@@ -127,7 +127,7 @@ def default_recipe(cfg: Mapping[str, Any]) -> MimicRecipe:
     full-width ResNet-18 and only the config's own training split (the published protocol)."""
     if cfg['dataset']['name'] == 'scenemotion':
         return MimicRecipe()
-    return MimicRecipe(model=copy.deepcopy(DEFAULT_MIMIC), pool='train', epochs=10, crop='center')
+    return MimicRecipe(model=copy.deepcopy(DEFAULT_MIMIC), pool='train', epochs=10, frames=0, full_epochs=0)
 
 
 # ---------------------------------------------------------------- splits

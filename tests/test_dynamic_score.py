@@ -18,7 +18,9 @@ TINY = ['dataset.subset=transfer', 'dataset.scenemotion.size=32', 'dataset.scene
         'dataset.args.train.n_frames=4', 'dataset.args.test.n_frames=4', 'dataset.args.test_final.n_frames=4',
         'dataset.transform.resize=32', 'dataset.transform.crop=28', 'dataset.num_workers=0',
         'dataset.batch_size=4']
-FAST = {'epochs': 1, 'batch_size': 8, 'model': {'name': 'resnet2d', 'args': {'model_depth': 18, 'widen_factor': 0.125}}}
+# two epochs: one on 2 of the 4 frames, the last on every frame (the default recipe's two phases)
+FAST = {'epochs': 2, 'full_epochs': 1, 'frames': 2, 'batch_size': 8,
+        'model': {'name': 'resnet2d', 'args': {'model_depth': 18, 'widen_factor': 0.125}}}
 
 
 @pytest.fixture(scope='module')
@@ -133,6 +135,28 @@ def test_score_counts_disagreements(cfg, monkeypatch):
     assert r['value'] == 1.0 and set(r['per_class'].values()) == {1.0} and r['agreement_train'] == 0.0
 
 
+def test_repeated_frame_clips_are_frames_of_the_pool(cfg):
+    bank = M.load_bank(cfg, ('transfer', 'train'))
+    recipe = M.MimicRecipe.from_dict({**FAST, 'frozen': 5})
+    owner, local = torch.zeros(len(bank), dtype=torch.long), torch.arange(len(bank))
+    x = M._frozen_frames([bank], owner, local, recipe, torch.Generator().manual_seed(0))
+    assert x.shape == (5, 1, 3, 1, 28, 28)
+    every = bank.clips(torch.arange(len(bank)))  # N × 1 × C × T × h × w
+    frames = every.permute(0, 3, 1, 2, 4, 5).flatten(0, 1)  # (N·T) × 1 × C × h × w
+    for clip in x:
+        assert (frames - clip[:, :, 0]).abs().flatten(1).max(1).values.min() < 1e-6
+
+
+def test_recipe_defaults_and_protocols(cfg):
+    r = M.default_recipe(cfg)
+    assert r.pool == 'all' and r.full_epochs <= r.epochs and r.init is None
+    other = copy.deepcopy(cfg)
+    other['dataset']['name'] = 'ucf101'
+    p = M.default_recipe(other)
+    assert p.pool == 'train' and p.frames == 0 and p.model['args']['widen_factor'] == 1.0
+    assert M.scoring_splits(other) == ((None, 'test_final'), [(None, 'train')])
+
+
 def test_bad_input(cfg):
     with pytest.raises(ValueError, match='mimic_seeds'):
         dynamic_score(FrameMean(), cfg, device='cpu', mimic_seeds=0, progress=False)
@@ -140,3 +164,5 @@ def test_bad_input(cfg):
         M.MimicRecipe.from_dict({'epoch': 3})
     with pytest.raises(ValueError, match='loss'):
         M.MimicRecipe(loss='l1')
+    with pytest.raises(ValueError, match='full_epochs'):
+        M.MimicRecipe(epochs=2, full_epochs=3)
