@@ -96,6 +96,19 @@ class ALBAR(Method):
             raise UserError(f'augment.albar.static_frame={self.static_frame} is beyond {where} '
                             f'({n_frames} frames: 0..{n_frames - 1}); use null for the middle frame')
 
+    def check_model(self, model):
+        # torch.compile'd modules (--compile) do not support double backward: the engine's
+        # backward would stop with a traceback in the first batch
+        m = model
+        for _ in range(4):
+            if hasattr(m, '_orig_mod') and self.gamma > 0:
+                raise UserError('augment.name=albar: its gradient penalty needs double backprop, which '
+                                'torch.compile does not support; run without --compile (or set '
+                                'augment.albar.gamma=0)')
+            m = getattr(m, 'module', getattr(m, '_orig_mod', None))
+            if m is None:
+                return
+
     def loss_terms(self, forward, video, label, logits):
         t = video.shape[3]
         self.check_clips(t)

@@ -77,6 +77,11 @@ class Method:
         """
         return []
 
+    def check_model(self, model: torch.nn.Module) -> None:
+        """Raise :class:`core.errors.UserError` (one line) when ``model`` (as the step holds it:
+        maybe DDP-wrapped or compiled) cannot be trained with this method. Default: any model."""
+        return None
+
     def check_clips(self, n_frames: int, where: str = 'the training clips') -> None:
         """Raise :class:`core.errors.UserError` (one line) when clips of ``n_frames`` frames
         cannot be trained with this method."""

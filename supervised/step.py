@@ -80,6 +80,8 @@ class ClassifierStep(Step):
         self.model, self.criterion, self.freeze_bn, self.classes = model, criterion, freeze_bn, classes
         self.predictions_to, self.linear_probe = predictions_to, linear_probe
         self.method = method if method is not None else augment
+        if self.method is not None:   # before any training: a method may refuse the model
+            self.method.check_model(model)
 
     def train(self, mode: bool = True) -> None:
         self.model.train(mode and not self.linear_probe)

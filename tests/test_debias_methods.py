@@ -278,6 +278,14 @@ def test_build_refuses_in_one_line(augment, frames, match):
     assert '\n' not in str(e.value)
 
 
+def test_albar_refuses_a_compiled_model():
+    model = torch.nn.Linear(3, 2)
+    with pytest.raises(UserError, match='needs double backprop, which torch.compile does not support'):
+        ClassifierStep(torch.compile(model, backend='eager'), torch.nn.CrossEntropyLoss(), method=ALBAR())
+    ClassifierStep(torch.compile(model, backend='eager'), torch.nn.CrossEntropyLoss(), method=ALBAR(gamma=0))
+    ClassifierStep(model, torch.nn.CrossEntropyLoss(), method=ALBAR())
+
+
 def test_mix_needs_classes_and_cross_entropy():
     with pytest.raises(UserError, match='needs criterion.name=CrossEntropyLoss, not KDLoss'):
         build_method(_cfg({'name': 'mixup'}, criterion={'name': 'KDLoss'}))
