@@ -226,6 +226,8 @@ MODEL_ARGS = {
 
 MODEL = {
     'name': str,
+    # the authors' key, kept so their configs load; a no-op: a run is distributed when torchrun
+    # starts several processes (README "Multi-GPU and multi-node"), whatever this says
     'ddp': bool,
     'sync_bn': Default(False, bool),
     'freeze_bn': Default(False, bool),
