@@ -601,6 +601,10 @@ def write_card_page(table, graph, page, command):
                   '| measure | seconds |', '|---|---|']
         lines += [f'| {m.split(".", 1)[1]} | {statistics.mean(v):.0f} |' for m, v in sorted(secs.items())]
     lines += ['', '## Coverage', ''] + coverage(table, graph, names)
+    notes = os.path.join(os.path.dirname(page), 'bias-card-notes.md')  # written by hand
+    if os.path.isfile(notes):
+        with open(notes) as f:
+            lines += ['', f.read().strip()]
     lines += ['', '## Commands', '', '```']
     lines += [j.shown if j.state == 'done' else f'{j.shown}   # {j.state}, not in the tables'
               for j in graph.items.values() if j.key.split('/')[-1] in ('card', 'dynamic')
