@@ -49,4 +49,4 @@ def build_classifier_step(cfg: Mapping[str, Any], ctx: RunContext, args: Optiona
     model = prepare_model(model, cfg['model'], ctx, args, pretrain=pretrain, trainable=trainable)
     return ClassifierStep(model, build_criterion(cfg['criterion']).to(ctx.device),
                           freeze_bn=cfg['model']['freeze_bn'], classes=classes,
-                          predictions_to=predictions_to, augment=method, linear_probe=linear_probe)
+                          predictions_to=predictions_to, method=method, linear_probe=linear_probe)

@@ -67,7 +67,6 @@ class ClassifierStep(Step):
             ``method.loss_terms(forward, video, label, logits) -> [(name, weight, value)]``;
             the loss is ``criterion(f(video'), target) + Σ weight · value`` (``target``: labels,
             or soft labels for mixup / CutMix). The step never looks at the method's name.
-        augment: the former name of ``method`` (kept for callers not yet updated).
         linear_probe: only the head is trained; the backbone stays in eval mode (frozen
             BatchNorm statistics), so the result measures the pretrained features.
     """
@@ -75,11 +74,11 @@ class ClassifierStep(Step):
     def __init__(self, model: nn.Module, criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                  freeze_bn: bool = False, classes: Optional[Sequence[str]] = None,
                  predictions_to: Optional[tuple[str, Sequence[str]]] = None, method: Optional[Any] = None,
-                 linear_probe: bool = False, augment: Optional[Any] = None) -> None:
+                 linear_probe: bool = False) -> None:
         super().__init__({'state_dict': model})
         self.model, self.criterion, self.freeze_bn, self.classes = model, criterion, freeze_bn, classes
         self.predictions_to, self.linear_probe = predictions_to, linear_probe
-        self.method = method if method is not None else augment
+        self.method = method
         if self.method is not None:   # before any training: a method may refuse the model
             self.method.check_model(model)
 
