@@ -186,6 +186,14 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
                      floor_ci95=list(bootstrap_mean_ci(1 - agree_ref.mean(0))),
                      **{'Acc@1_mimic_reference': sum(acc_ref) / len(acc_ref),
                         'agreement_train_reference': sum(agree_train_ref) / len(agree_train_ref)})
+    # where the disagreements sit: by the video model's own margin (top-1 minus top-2 logit)
+    top2 = o.topk(2, 1).values
+    margin = top2[:, 0] - top2[:, 1]
+    by_margin = {}
+    for lo, hi in ((0.0, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, math.inf)):
+        m = (margin >= lo) & (margin < hi)
+        by_margin[f'{lo:g}-{hi:g}'] = {'n': int(m.sum()),
+                                       'score': per_video[m].mean().item() if m.any() else math.nan}
     per_class = {}
     for c, name in enumerate(test.classes):
         m = test.labels == c
@@ -197,5 +205,5 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
         mimic_seeds=seeds, train_splits=[b.name for b in pool], n_train=sum(len(b) for b in pool),
         **{'Acc@1': 100 * (o.argmax(1) == test.labels).float().mean().item(),
            'Acc@1_mimic': sum(acc_sp) / len(acc_sp)},
-        agreement_train=sum(agree_train) / len(agree_train), recipe=recipe.as_dict(),
+        agreement_train=sum(agree_train) / len(agree_train), by_margin=by_margin, recipe=recipe.as_dict(),
         time_s=time.perf_counter() - t0, **extra)

@@ -114,6 +114,10 @@ def test_result_arithmetic_and_floor(cfg):
     names = M.load_bank(cfg, ('transfer', 'test')).classes
     total = sum(r['per_class'][names[c]] * int((labels == c).sum()) for c in range(8) if (labels == c).any())
     assert total / 16 == pytest.approx(r['value'])
+    # the margin bins partition the videos and their scores add up to the value
+    bins = r['by_margin'].values()
+    assert sum(b['n'] for b in bins) == 16
+    assert sum(b['n'] * b['score'] for b in bins if b['n']) / 16 == pytest.approx(r['value'])
     # the video model's accuracy is its own
     bank = M.load_bank(cfg, ('transfer', 'test'))
     acc = 100 * (M.predict(teacher, bank, device='cpu').argmax(1) == bank.labels).float().mean().item()
