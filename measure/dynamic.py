@@ -114,7 +114,9 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
         ``per_class`` (class → score), ``floor`` / ``floor_per_seed`` (with a reference),
         ``Acc@1`` (video model) and ``Acc@1_mimic`` (percent, on the scored split),
         ``agreement_train`` (the mimic's agreement on its own training pool, centre crops),
-        ``recipe`` and ``time_s``.
+        ``recipe``, ``time_s`` (wall) and ``cpu_s`` (this process's CPU time: on a shared
+        machine, the wall time it would take alone on one core, roughly), ``cpu_decode_s`` (of
+        it, decoding the splits) and ``cpu_model_s`` (the model's logits and its mimics).
     """
     import logging
     import time
@@ -131,10 +133,11 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
         recipe = M.MimicRecipe.from_dict({**M.default_recipe(cfg).as_dict(), **recipe})
     if batch_size:
         recipe = M.MimicRecipe.from_dict({**recipe.as_dict(), 'batch_size': int(batch_size)})
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     scored_spec, train_specs = M.scoring_splits(cfg, recipe.pool)
     test = M.load_bank(cfg, scored_spec, workers=workers)
     pool = [M.load_bank(cfg, s, workers=workers) for s in train_specs]
+    cpu_decode = time.process_time() - c0
     if len(set(test.labels.tolist())) < 2:
         raise ValueError(f'{test.name}: the dynamic score needs at least 2 classes, found '
                          f'{len(set(test.labels.tolist()))}')
@@ -147,6 +150,7 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
         n_class = o.shape[1]
         cached = [M.predict(teacher, b, device=device) for b in pool]
         agree, acc_sp, agree_train = [], [], []
+        cpu_mimic.append(-time.process_time())
         for s in seeds:
             bar = None
             if progress:
@@ -170,7 +174,10 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
                                    for b, c in zip(pool, cached)) / n_tr)
             log.info('%s mimic seed %d: dynamic score %.4f (agreement on its training pool %.4f)',
                      tag, s, 1 - agree[-1].mean().item(), agree_train[-1])
+        cpu_mimic[-1] += time.process_time()
         return o, torch.stack(agree), acc_sp, agree_train
+
+    cpu_mimic = []  # CPU seconds per scored model: its logits, the mimics' training and evaluation
 
     o, agree, acc_sp, agree_train = run(model, 'model')
     per_video = 1 - agree.mean(0)  # N: disagreement averaged over mimic seeds
@@ -206,4 +213,5 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
         **{'Acc@1': 100 * (o.argmax(1) == test.labels).float().mean().item(),
            'Acc@1_mimic': sum(acc_sp) / len(acc_sp)},
         agreement_train=sum(agree_train) / len(agree_train), by_margin=by_margin, recipe=recipe.as_dict(),
-        time_s=time.perf_counter() - t0, **extra)
+        time_s=time.perf_counter() - t0, cpu_s=time.process_time() - c0, cpu_decode_s=cpu_decode,
+        cpu_model_s=cpu_mimic[0], **extra)

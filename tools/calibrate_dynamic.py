@@ -96,7 +96,7 @@ def score_one(cfg_path, ckpt, args, reference=None, recipe=None):
           f'CI95(mimic seeds) {fmt_ci(r["ci95_mimic"])} sd(mimic) '
           f'{"—" if r["sd_mimic"] is None else format(r["sd_mimic"], ".4f")} | per seed '
           f'{" ".join(f"{v:.4f}" for v in r["per_seed"])} | Acc@1 {r["Acc@1"]:.1f} mimic {r["Acc@1_mimic"]:.1f} '
-          f'| mimic agreement on its pool {r["agreement_train"]:.4f} | {r["wall_s"]:.0f} s'
+          f'| mimic agreement on its pool {r["agreement_train"]:.4f} | {r["wall_s"]:.0f} s wall, {r.get("cpu_s", float("nan")):.0f} s CPU'
           + (f' | floor {r["floor"]:.4f}' if 'floor' in r else ''), flush=True)
     return r
 
