@@ -793,6 +793,7 @@ def decode_indices(container, stream, need, src_fps, convert, path='<video>', n_
             it, prev = frames_from(need[j]), None
         redo = stopped = False
         for pos, frame in it:
+            j0 = j
             while j < len(need) and pos > need_eps[j] and need[j] != end:  # frame ends prev's time
                 if prev is None:  # nothing before the first frame: it is what is shown
                     prev = [pos, frame, None]
@@ -805,7 +806,8 @@ def decode_indices(container, stream, need, src_fps, convert, path='<video>', n_
                 break
             if prev is None or prev[1] is not frame:
                 prev = [pos, frame, None]
-            if j == len(need) or (need[j] - pos > gap and not state['cut']):
+            # past a clip, a far next one is sought; frames before a clip are decoded through
+            if j == len(need) or (j > j0 and need[j] - pos > gap and not state['cut']):
                 stopped = True
                 break
         if redo or (not stopped and prev is not None and dropped

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from datasets.decode import read_clips
-from datasets.sampling import EPS, clip_positions
+from datasets.sampling import EPS, clip_positions, positions_to_indices
 from tests.videos import frame_id, pts_seconds, write_vfr, write_video
 
 # Computed with the reader before the frame-on-screen rule (commit d47fcd0): sha256 (first 16
@@ -144,3 +144,15 @@ def test_held_frame_is_shown_for_its_whole_time(vfr_files):
         if 29 / 30 <= t < 2.0:
             assert i == 29, (t, i)
     assert got == sorted(got)  # never a frame before its time
+
+
+def test_keyframe_far_before_the_clip_is_decoded_through(tmp_path):
+    # one keyframe for the whole file (SceneMotion's encoder default): every seek lands more
+    # than the seek gap before the clip, and the reader decodes forward to it
+    path = write_vfr(str(tmp_path / 'gop.mp4'), [i / 8 for i in range(40)], gop=250)
+    for seed in range(8):
+        for clip in [(1, 16, 8, 'random'), (3, 4, 2, 'random'), (2, 8, -1, 'uniform')]:
+            g = torch.Generator().manual_seed(seed)
+            video, info = read_clips(path, *clip, g)
+            assert ids(video) == info['indices'] == positions_to_indices(
+                clip_positions(5.0, 8, 40, *clip, torch.Generator().manual_seed(seed)))

@@ -140,7 +140,7 @@ def write_audio_only(path, seconds=1.0, rate=16000):
 
 
 def write_vfr(path, times, size=(64, 48), frame_fn=index_frame, time_base=90000, bframes=2,
-              rotation=None, hflip=False, vflip=False, faststart=False):
+              rotation=None, hflip=False, vflip=False, faststart=False, gop=12):
     """H.264 ``.mp4`` whose frame ``i`` has presentation time ``times[i]`` seconds (any
     increasing times: a variable frame rate, a held frame), stored in a ``1/time_base`` time
     base. ``rotation`` (degrees counter-clockwise) / ``hflip`` / ``vflip`` write a display
@@ -154,7 +154,7 @@ def write_vfr(path, times, size=(64, 48), frame_fn=index_frame, time_base=90000,
         s = c.add_stream('libx264', rate=rate)
         s.width, s.height, s.pix_fmt = w, h, 'yuv420p'
         s.codec_context.time_base = tb
-        s.options = {'g': '12', 'bf': str(bframes), 'crf': '18'}
+        s.options = {'g': str(gop), 'bf': str(bframes), 'crf': '18'}
         if rotation is not None or hflip or vflip:
             s.set_display_rotation(rotation or 0, hflip=hflip, vflip=vflip)
         for i, t in enumerate(times):
