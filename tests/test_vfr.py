@@ -68,6 +68,49 @@ CFR_PINNED = {
 }
 
 
+# The same, for files with one keyframe (SceneMotion's encoder default; write_vfr, gop 250)
+LONG_GOP_FILES = [('e.mp4', 60, 8), ('f.mp4', 90, 25)]
+LONG_GOP_PINNED = {
+    'e.mp4:1,8,-1,uniform,None,None': ('9ff4f8192a3c5751', '14b77e770890'),
+    'e.mp4:1,8,-1,uniform,None,32': ('5502998b1fe46543', '14b77e770890'),
+    'e.mp4:2,16,8,random,3,None': ('55884ee9d8582c8f', '58163c0f2c83'),
+    'e.mp4:2,16,8,random,3,32': ('c8c9ba93dc74c103', '58163c0f2c83'),
+    'e.mp4:3,4,16,uniform,None,None': ('ee90951aee3ab8a5', '0bf90695422e'),
+    'e.mp4:3,4,16,uniform,None,32': ('c24aeab819ac4066', '0bf90695422e'),
+    'e.mp4:1,16,16,random,7,None': ('af5ade446f32c8c6', 'dfeb09b3a231'),
+    'e.mp4:1,16,16,random,7,32': ('515a561ed0c1c78a', 'dfeb09b3a231'),
+    'e.mp4:4,8,5,random,11,None': ('25528e47e3f60982', '52b7aae6b292'),
+    'e.mp4:4,8,5,random,11,32': ('2f4c9afc3e80044f', '52b7aae6b292'),
+    'e.mp4:1,32,-1,random,5,None': ('e53db479ef795e0e', 'b5b839e35e7c'),
+    'e.mp4:1,32,-1,random,5,32': ('4d467439d8dfa693', 'b5b839e35e7c'),
+    'f.mp4:1,8,-1,uniform,None,None': ('2eb4e441671ba1b5', '889eb3d4eb14'),
+    'f.mp4:1,8,-1,uniform,None,32': ('4c9a00999b5b1c77', '889eb3d4eb14'),
+    'f.mp4:2,16,8,random,3,None': ('24dd75db66df989f', 'c2798b7ee1c7'),
+    'f.mp4:2,16,8,random,3,32': ('60d670473fe0bc34', 'c2798b7ee1c7'),
+    'f.mp4:3,4,16,uniform,None,None': ('bba0308c219b3f81', '91c877f098bc'),
+    'f.mp4:3,4,16,uniform,None,32': ('cd86d7df7999b426', '91c877f098bc'),
+    'f.mp4:1,16,16,random,7,None': ('62921dfa71fcc09b', '031517950884'),
+    'f.mp4:1,16,16,random,7,32': ('d4425538432877b7', '031517950884'),
+    'f.mp4:4,8,5,random,11,None': ('80ba6efb9ad13dbb', 'cd7029bb2e58'),
+    'f.mp4:4,8,5,random,11,32': ('6e55b9ff73306f6d', 'cd7029bb2e58'),
+    'f.mp4:1,32,-1,random,5,None': ('7d9e63603e9d857f', 'cf7f267f11b1'),
+    'f.mp4:1,32,-1,random,5,32': ('8aaa092fae30cd60', 'cf7f267f11b1'),
+}
+
+
+@pytest.mark.parametrize('name, n, fps', LONG_GOP_FILES)
+def test_constant_frame_rate_long_gop_reads_are_unchanged(tmp_path, name, n, fps):
+    path = write_vfr(str(tmp_path / name), [i / fps for i in range(n)], gop=250)
+    for k, t, f, mode, seed in CFR_READS:
+        for short_side in (None, 32):
+            g = torch.Generator().manual_seed(seed) if seed is not None else None
+            video, info = read_clips(path, k, t, f, mode, g, short_side=short_side)
+            key = f'{name}:{k},{t},{f},{mode},{seed},{short_side}'
+            got = (hashlib.sha256(video.numpy().tobytes()).hexdigest()[:16],
+                   hashlib.sha256(json.dumps(info['indices']).encode()).hexdigest()[:12])
+            assert got == LONG_GOP_PINNED[key], key
+
+
 @pytest.fixture(scope='module')
 def cfr_files(tmp_path_factory):
     d = tmp_path_factory.mktemp('cfr')
