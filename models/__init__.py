@@ -11,9 +11,15 @@ from typing import Any
 
 # The families register their models in MODELS when imported: all of them, here, in this order.
 # hf_video imports transformers only when its builder runs.
+from core.errors import UserError
+
 from . import hf_video, resnet2d, resnet3d, tsm, tv_video  # noqa: F401
 from .head import VideoModel
 from .registry import MODELS
+
+
+class ModelConfigError(UserError, ValueError):
+    """A combination of ``model.args`` that the model's constructor refuses (one line)."""
 
 
 def list_models() -> list[str]:
@@ -47,4 +53,7 @@ def build_model(model_cfg: Mapping[str, Any], **overrides: Any) -> VideoModel:
     """
     args = dict(model_cfg.get('args') or {})
     args.update(overrides)
-    return build_model_from_args(model_cfg['name'], **args)
+    try:
+        return build_model_from_args(model_cfg['name'], **args)
+    except ValueError as e:   # a combination of model.args the constructor refuses: the user's to fix
+        raise ModelConfigError(f"model {model_cfg['name']!r}: {e} (model.args)") from None

@@ -27,7 +27,7 @@ import torchvision
 from torch.nn import functional as F
 
 from .head import VideoModel
-from .pretrained import find_weights, load_trunk
+from .pretrained import find_weights, load_trunk, read_weights_file
 from .registry import MODELS
 
 # arch -> (family, pooled feature width D)
@@ -126,7 +126,7 @@ class TorchvisionVideo(VideoModel):
         every trunk key must fit. Returns the path loaded.
         """
         path = find_weights(self.arch, pretrained_path, tag)
-        state = from_torchvision(torch.load(path, map_location='cpu', weights_only=True), self.arch)
+        state = from_torchvision(read_weights_file(path, self.arch), self.arch)
         head = {'head.' + k: v for k, v in self.head.state_dict().items()}
         if any(k not in head or head[k].shape != state[k].shape for k in state if k.startswith('head.')):
             state = {k: v for k, v in state.items() if not k.startswith('head.')}

@@ -180,3 +180,21 @@ def test_config_folder_and_negative_workers(tmp_path, ucf_root):  # noqa: F811
     res = subprocess.run([sys.executable, 'main.py', cfg, '--output-dir', str(tmp_path / 'r'), '-j', '-1'],
                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV, check=False)
     one_line(res, 2, '-j/--workers must be >= 0, got -1')
+
+
+def test_model_arg_combination_the_constructor_refuses_is_a_user_error():
+    from core.errors import UserError
+    from models import build_model
+    with pytest.raises(UserError, match=r"^model 'resnet2d': .*widen_factor 1.*\(model.args\)$"):
+        build_model({'name': 'resnet2d', 'args': {'n_class': 3, 'pretrained': True, 'widen_factor': 0.25}})
+
+
+def test_pickle_payload_as_torchvision_video_weights_is_refused(tmp_path):
+    from core.errors import UserError
+    from models import build_model
+    marker, evil = tmp_path / 'pwned', tmp_path / 'r3d_18-b3b3357e.pth'
+    with open(evil, 'wb') as f:
+        pickle.dump({'stem.0.weight': _Payload(str(marker))}, f)
+    with pytest.raises(UserError, match='not a plain weights file'):
+        build_model({'name': 'r3d_18', 'args': {'n_class': 400, 'pretrained': True, 'pretrained_path': str(evil)}})
+    assert not marker.exists()
