@@ -80,6 +80,38 @@ def epoch_times(run_dir):
     return [float(r['train_time']) + float(r.get('val_time') or 0) for r in rows]
 
 
+def epoch_log(path):
+    """``[(end time s, train_time, val_time)]`` of the ``epoch N |`` lines of a run's log.txt."""
+    full = os.path.join(ROOT, path)
+    if not os.path.isfile(full):
+        return []
+    out = []
+    for line in open(full):
+        if ' I epoch ' not in line or 'train_time' not in line:
+            continue
+        h, m, sec = (int(x) for x in line[:8].split(':'))
+        vals = line.split()
+        tt = float(vals[vals.index('train_time') + 1])
+        vt = float(vals[vals.index('val_time') + 1]) if 'val_time' in vals else 0.0
+        out.append((h * 3600 + m * 60 + sec, tt, vt))
+    return out
+
+
+def reference_epochs(out):
+    """Epochs of plain 12-epoch 3D trainings (the study's resnet3d / resnet3d-bias0 and the
+    calibration runs of the same command), the reference of the same period."""
+    paths = glob.glob(os.path.join(ROOT, out, 'seed*', 'resnet3d', 'log.txt'))
+    paths += glob.glob(os.path.join(ROOT, out, 'seed*', 'resnet3d-bias0', 'log.txt'))
+    paths += glob.glob(os.path.join(ROOT, 'runs', 'calib', 'res3d18-bias0-s*', 'log.txt'))
+    seen, ref = set(), []
+    for p in paths:
+        for e in epoch_log(os.path.relpath(p, ROOT)):
+            if e not in seen:  # a copied run's log appears twice
+                seen.add(e)
+                ref.append(e)
+    return ref
+
+
 def measured(out):
     """Seconds per command kind, measured in one period (see the module docstring)."""
     t, src = {}, {}
@@ -107,23 +139,26 @@ def measured(out):
         if name in walls:
             times[k], src[k] = walls[name], [f'{tdir}/{name}']
     # training recipes not run by the study yet: r3d 12-epoch time x per-epoch ratio x epochs / 12
-    def per_epoch(dirs):  # mean (train + val) seconds per epoch over the 2-epoch runs that exist
-        e = [x for d in dirs if os.path.isfile(os.path.join(ROOT, tdir, d, 'metrics.csv'))
-             for x in epoch_times(f'{tdir}/{d}')]
-        return sum(e) / len(e) if e else None
-
-    per_base = per_epoch(('base', 'base2', 'base3'))
+    # training recipes not run by the study yet: a 2-epoch run of the recipe against the plain
+    # 3D trainings' epochs that ended during it (another lane or engineer, same load), i.e.
+    # train-time ratio r, then 12-epoch r3d time x epochs / 12 x (share_train x r + 1 - share_train)
+    ref = reference_epochs(out)
     ratios = {}
-    for m, epochs, dirs in (('albar', 24, ('albar', 'albar2')), ('fame', 24, ('fame', 'fame2')),
-                            ('mixup', 24, ('mixup',)), ('cutmix', 24, ('cutmix',)), ('be', 12, ('be',)),
-                            ('dir', 25, ('dirfreeze',))):
-        pe = per_epoch(dirs)
-        if pe is None or per_base is None:
+    for m, epochs, d in (('albar', 24, 'albar'), ('fame', 24, 'fame'), ('mixup', 24, 'mixup'),
+                         ('cutmix', 24, 'cutmix'), ('be', 12, 'be'), ('dir', 25, 'dirfreeze')):
+        run = epoch_log(f'{tdir}/{d}/log.txt')
+        if not run or 'r3d' not in times:
             continue
-        ratios[m] = pe / per_base
-        if m not in times and 'r3d' in times:
-            times[m] = times['r3d'] * ratios[m] * epochs / 12
-            src[m] = [f'{tdir}/{"+".join(dirs)}: per-epoch ratio {ratios[m]:.2f} to base+base2+base3']
+        t0, t1 = run[0][0] - run[0][1] - run[0][2], run[-1][0]
+        near = [e for e in ref if t0 - 60 <= e[0] <= t1 + 60]
+        if not near:
+            continue
+        r = (sum(e[1] for e in run) / len(run)) / (sum(e[1] for e in near) / len(near))
+        share = sum(e[1] for e in near) / sum(e[1] + e[2] for e in near)
+        ratios[m] = {'train_ratio': r, 'reference_epochs': len(near), 'share_train': share}
+        if m not in times:
+            times[m] = times['r3d'] * epochs / 12 * (share * r + 1 - share)
+            src[m] = [f'{tdir}/{d}: train-time ratio {r:.2f} to {len(near)} plain 3D epochs of the same minutes']
     if 'r3d24' not in times and 'r3d' in times:
         times['r3d24'], src['r3d24'] = 2 * times['r3d'], ['2 x r3d']
     if 'stillmix' not in times and 'r3d' in times and 'stillmix12' in times:
