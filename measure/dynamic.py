@@ -10,6 +10,10 @@ Notation: ``p_v = softmax(video logits)``, ``p_s = softmax(spatial logits)``, ``
   model is at least as good, → 1 when it is far worse).
 - ``Acc@1`` / ``Acc@1_sp``: top-1 accuracy of the video / spatial model against ``y`` (percent);
   ``agreement`` = 1 − ``dynamic_score``.
+
+:func:`dynamic_score` is the measure itself (model + config in, result dict out): it trains the
+frame-wise mimic (:mod:`measure.mimic`) and reports the score with its CIs, per class and the
+static reference's floor (docs/drl.md, docs/results/dynamic-score-calibration.md).
 """
 import math
 
