@@ -98,6 +98,9 @@ def score_one(cfg_path, ckpt, args, reference=None, recipe=None):
           f'{" ".join(f"{v:.4f}" for v in r["per_seed"])} | Acc@1 {r["Acc@1"]:.1f} mimic {r["Acc@1_mimic"]:.1f} '
           f'| mimic agreement on its pool {r["agreement_train"]:.4f} | {r["wall_s"]:.0f} s wall, {r.get("cpu_s", float("nan")):.0f} s CPU'
           + (f' | floor {r["floor"]:.4f}' if 'floor' in r else ''), flush=True)
+    if 'by_margin' in r:
+        print('  by the model\'s top-1 − top-2 logit: ' + ', '.join(
+            f'{k}: {b["n"]} videos, score {b["score"]:.3f}' for k, b in r['by_margin'].items()), flush=True)
     return r
 
 
