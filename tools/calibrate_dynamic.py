@@ -196,6 +196,9 @@ def main(argv=None):
                         'KEY=VALUE overrides ("" for the default); the splits are decoded once')
     p.add_argument('--summarize', nargs='+', default=None, metavar='JSON',
                    help='with --table: read the results from these --json files instead of scoring')
+    p.add_argument('--pool-seeds', nargs='+', default=None, metavar='JSON',
+                   help='repeatability over the mimic seeds of several --json files (same checkpoint, '
+                        'disjoint seeds)')
     p.add_argument('--curve', action='store_true', help='with --search: the score after every epoch')
     p.add_argument('--device', default='cpu')
     p.add_argument('-j', '--workers', type=int, default=0)
@@ -203,6 +206,17 @@ def main(argv=None):
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     out = {}
+    if args.pool_seeds:
+        seeds = {}
+        for path in args.pool_seeds:
+            for r in json.load(open(path))['results'].values():
+                for s, v in zip(r['mimic_seeds'], r['per_seed']):
+                    seeds.setdefault(r['checkpoint'], {})[s] = v
+        for ckpt, by_seed in seeds.items():
+            m, sd, hw = mean_ci(list(by_seed.values()))
+            print(f'{ckpt}: {len(by_seed)} mimic seeds {sorted(by_seed)}: mean {m:.4f}, sd {sd:.4f}, '
+                  f'95 % t CI [{m - hw:.3f}, {m + hw:.3f}]')
+        return
     if args.table:
         done = None
         if args.summarize:
