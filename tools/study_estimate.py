@@ -9,6 +9,9 @@ the loaded machine (``runs/study``: the study's own commands, ``job_time.json``;
 recipe, for its per-epoch cost), and the old graph is priced with the same times:
 
     load  = (old graph's command time, attacks left out, at today's times) / (270 min − attacks' idle time)
+
+Today's times are normalised to the period's mean load: each command's time is divided by the
+mean epoch time of the plain 3D trainings that ended while it ran, over their overall mean.
     new   = (new graph's command time, attacks left out, at today's times) / load + attacks' idle time
     wall  = new × 145 / 270   (the old run's wall / command-time ratio, two commands at a time)
 
@@ -103,6 +106,7 @@ def reference_epochs(out):
     paths = glob.glob(os.path.join(ROOT, out, 'seed*', 'resnet3d', 'log.txt'))
     paths += glob.glob(os.path.join(ROOT, out, 'seed*', 'resnet3d-bias0', 'log.txt'))
     paths += glob.glob(os.path.join(ROOT, 'runs', 'calib', 'res3d18-bias0-s*', 'log.txt'))
+    paths += glob.glob(os.path.join(ROOT, out, 'seed*', 'resnet3d-stillmix-24ep', 'log.txt'))  # step 1.03x plain
     seen, ref = set(), []
     for p in paths:
         for e in epoch_log(os.path.relpath(p, ROOT)):
@@ -114,6 +118,21 @@ def reference_epochs(out):
 
 def measured(out):
     """Seconds per command kind, measured in one period (see the module docstring)."""
+    ref = reference_epochs(out)
+    mean_ref = sum(e[1] for e in ref) / len(ref) if ref else None
+
+    def load_index(start, end):
+        """Mean train time of the reference epochs that ended while a command ran (else the 6
+        nearest in time), over the mean of all reference epochs (1: the period's mean load)."""
+        if not ref:
+            return 1.0
+        day = 86400
+        s0, s1 = start % day, end % day  # the logs' clock is UTC time of day
+        near = [e[1] for e in ref if s0 - 60 <= e[0] <= s1 + 60]
+        if not near:
+            near = [e[1] for e in sorted(ref, key=lambda e: abs(e[0] - (s0 + s1) / 2))[:6]]
+        return (sum(near) / len(near)) / mean_ref
+
     t, src = {}, {}
     for path in glob.glob(os.path.join(ROOT, out, 'seed*', '*', '**', 'job_time.json'), recursive=True):
         with open(path) as f:
@@ -124,7 +143,7 @@ def measured(out):
         if spec is None:
             continue
         k = parts[2] if len(parts) > 2 else kind(types.SimpleNamespace(key=j['key'], cmd=[spec[0], *spec[1]]))
-        t.setdefault(k, []).append(j['end'] - j['start'])
+        t.setdefault(k, []).append((j['end'] - j['start']) / load_index(j['start'], j['end']))
         src.setdefault(k, []).append(j['key'])
     times = {k: sum(v) / len(v) for k, v in t.items()}
     tdir = os.path.join(out, 'timing')
@@ -132,17 +151,16 @@ def measured(out):
     tfile = os.path.join(ROOT, tdir, 'times.txt')
     if os.path.isfile(tfile):
         for line in open(tfile):
-            name, rc, wall = line.split()[:3]
+            name, rc, wall, start = line.split()[:4]
             if rc == 'rc=0':
-                walls[name] = float(wall.split('=')[1])
+                w, s0 = float(wall.split('=')[1]), float(start.split('=')[1])
+                walls[name] = w / load_index(s0, s0 + w)
     for k, name in (('score', 'old-score'), ('temporality', 'old-temporality'), ('dynamic_now', 'dynamic-now')):
         if name in walls:
             times[k], src[k] = walls[name], [f'{tdir}/{name}']
-    # training recipes not run by the study yet: r3d 12-epoch time x per-epoch ratio x epochs / 12
     # training recipes not run by the study yet: a 2-epoch run of the recipe against the plain
     # 3D trainings' epochs that ended during it (another lane or engineer, same load), i.e.
     # train-time ratio r, then 12-epoch r3d time x epochs / 12 x (share_train x r + 1 - share_train)
-    ref = reference_epochs(out)
     ratios = {}
     for m, epochs, d in (('albar', 24, 'albar'), ('fame', 24, 'fame'), ('mixup', 24, 'mixup'),
                          ('cutmix', 24, 'cutmix'), ('be', 12, 'be'), ('dir', 25, 'dirfreeze')):
