@@ -396,7 +396,8 @@ def write(paths, seeds, graph, page, command=None):
               '**clear**: |mean| > 2 × sd.', ''] + paired_lines(models)
     lines += ['', '## Paired differences against the 24-epoch baseline', '',
               "Per seed, model minus that seed's `resnet3d-24ep` (the baseline recipe at StillMix's length).", '']
-    lines += paired_lines(models, 'paired_24ep', BASE24)
+    rows24 = paired_lines(models, 'paired_24ep', BASE24)
+    lines += rows24 if len(rows24) > 2 else [f'No paired figures yet (`{BASE24}` and a method of the same seed both needed).']
     lines += ['', '## Coverage', '', 'Finished seeds per step (`held`: left out by `--models` / `--steps`; '
               '`todo`: not run yet; `failed` / `skipped`: see the log).', '']
     lines += coverage(table, graph, list(table))
@@ -584,7 +585,7 @@ def write_card_page(table, graph, page, command):
     lines += paired_lines({n: {'paired': {k: [e['mean'], e['sd'], e['ci95'], e['n']]
                                           for k, e in models[n].get('paired', {}).items()}} for n in have},
                           keys=HEADLINES + ('pretrain_acc1',))
-    long_names = [n for n in names if n in LONG]
+    long_names = [n for n in have if n in LONG and models[n].get('paired_24ep')]
     if long_names:
         lines += ['', "Methods trained 24 epochs against the same seed's `resnet3d-24ep`:", '']
         lines += paired_lines({n: {'paired_24ep': {k: [e['mean'], e['sd'], e['ci95'], e['n']]
