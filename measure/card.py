@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import torch.nn as nn
 
+from core.config_schema import IMAGENET_MEAN, IMAGENET_STD
 from core.errors import UserError
 from engine.build import build_loader, prepare_model
 from engine.checkpoint import load_checkpoint, load_pretrained, unwrap
@@ -142,8 +143,8 @@ def _measure(name: str, model: nn.Module, loader: Any, cfg: Mapping[str, Any], c
     if name == 'representation':
         norm = (cfg['dataset'].get('transform') or {}).get('normalize') or {}
         return representation(model, loader, ctx.device, layer=feature_layer, split=split, seed=ctx.seed,
-                              mean=norm.get('mean', (0.485, 0.456, 0.406)),
-                              std=norm.get('std', (0.229, 0.224, 0.225)), n_boot=n_boot)
+                              mean=norm.get('mean', IMAGENET_MEAN),
+                              std=norm.get('std', IMAGENET_STD), n_boot=n_boot)
     return _dynamic(model, cfg, ctx, workers=workers, mimic_seeds=int(mimic_seeds),
                     static_reference=static_reference, recipe=mimic_recipe, args=args)
 

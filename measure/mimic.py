@@ -36,9 +36,11 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from core.config_schema import IMAGENET_MEAN, IMAGENET_STD
 from datasets import build_dataset
 from engine.losses import KDLoss
 from models import build_model
+from models.outputs import logits_of
 
 log = logging.getLogger('measure')
 
@@ -247,17 +249,12 @@ def load_bank(cfg: Mapping[str, Any], spec: tuple[Optional[str], str], *, worker
     t = cfg['dataset'].get('transform') or {}
     norm = t.get('normalize') or {}
     bank = FrameBank(torch.stack(frames), torch.tensor(labels, dtype=torch.long), ds.classes, split_name(spec),
-                     t.get('crop'), norm.get('mean', (0.485, 0.456, 0.406)), norm.get('std', (0.229, 0.224, 0.225)))
+                     t.get('crop'), norm.get('mean', IMAGENET_MEAN), norm.get('std', IMAGENET_STD))
     bank.n_bad, bank.paths = bad, paths
     return bank
 
 
 # ---------------------------------------------------------------- models
-
-def logits_of(out: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """A model's output → logits (models built with ``ret_feat`` return dicts)."""
-    return out['pred'] if isinstance(out, Mapping) else out
-
 
 @torch.no_grad()
 def predict(model: nn.Module, bank: FrameBank, *, device: torch.device | str, batch_size: int = 64) -> torch.Tensor:

@@ -39,6 +39,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
+from core.config_schema import IMAGENET_MEAN, IMAGENET_STD
 from datasets.collate import video_collate
 
 from .common import Skipped, batched, batches, check_classes, class_names, model_eval
@@ -280,7 +281,7 @@ def summarize_kowal(acc: KowalAccumulator, classes_acc: dict[str, KowalAccumulat
 @torch.no_grad()
 def representation(model: nn.Module, loader: DataLoader, device: torch.device, *, layer: str = 'pool',
                    split: str = 'test', seed: int = 0, appearance: Optional[str] = None,
-                   mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225),
+                   mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                    n_boot: int = 1000) -> dict[str, Any]:
     """Static / dynamic dimensions of ``model``'s feature ``layer`` on ``loader``'s split.
 
