@@ -134,7 +134,10 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
     if recipe is None:
         recipe = M.default_recipe(cfg)
     elif isinstance(recipe, dict):
-        recipe = M.MimicRecipe.from_dict({**M.default_recipe(cfg).as_dict(), **recipe})
+        base = M.default_recipe(cfg).as_dict()
+        if 'epochs' in recipe and 'full_epochs' not in recipe:   # a shorter run keeps its all-frame end
+            recipe = {**recipe, 'full_epochs': min(base['full_epochs'], int(recipe['epochs']))}
+        recipe = M.MimicRecipe.from_dict({**base, **recipe})
     if batch_size:
         recipe = M.MimicRecipe.from_dict({**recipe.as_dict(), 'batch_size': int(batch_size)})
     t0, c0 = time.perf_counter(), time.process_time()

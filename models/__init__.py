@@ -55,5 +55,7 @@ def build_model(model_cfg: Mapping[str, Any], **overrides: Any) -> VideoModel:
     args.update(overrides)
     try:
         return build_model_from_args(model_cfg['name'], **args)
+    except UserError:   # already one line, naming its key
+        raise
     except ValueError as e:   # a combination of model.args the constructor refuses: the user's to fix
         raise ModelConfigError(f"model {model_cfg['name']!r}: {e} (model.args)") from None

@@ -38,7 +38,10 @@ def test_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path, ucf_root):  #
     cfg = tiny_config(tmp_path / 'tiny.yaml', ucf_root, epochs=40)
     out = tmp_path / 'run'
     cmd = [sys.executable, 'main.py', cfg, '--output-dir', str(out), '-j', '0']
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    # SIGINT back to its default in the child: a suite started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     ckpt = out / 'checkpoint.pth.tar'
     deadline = time.time() + 240
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
