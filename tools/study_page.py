@@ -77,7 +77,7 @@ STEPS = ('train', 'card', 'dynamic', 'probe', 'finetune', 'fewshot')
 PENALTY = {'penalty_kl': 'KL(p(x) ‖ p(x_static)) on train clips',
            'penalty_ratio': 'actual / static-side-held gain of one step',
            'penalty_cos': 'cosine(penalty ascent, CE descent)'}
-# per-epoch training diagnostics of the DRL runs (metrics.csv columns)
+# per-epoch training diagnostics of the DRL runs and the de-biasing methods (metrics.csv columns)
 DIAG = {
     'train_grad_ratio': '‖∇ penalty‖ / ‖∇ CE‖ at the logits',
     'train_loss_sp': 'KL(p(x) ‖ p(x_static)) (dir) / KD loss of the mimic (aug)',
@@ -86,7 +86,16 @@ DIAG = {
     'train_flip_f': 'f decisions changed by the perturbation (%)',
     'train_kl_f_adv': 'KL(f(x) ‖ f(x_adv))',
     'train_loss_cls': 'CE on clean clips',
+    # the de-biasing methods' own terms and transform metrics (debias/, logged by the step)
+    'train_loss_static_ce': 'ALBAR: CE of the static clip (pushed up)',
+    'train_loss_static_negentropy': 'ALBAR: negative entropy of the static clip (−log 8 = −2.08 is uniform)',
+    'train_loss_grad_penalty': 'ALBAR: ‖∇ of the static clip‖₂',
+    'train_fame_motion_in_mask': "FAME: share of the clip's motion inside its mask",
+    'train_loss_consistency': 'BE: KL(clean ‖ erased)',
 }
+DIAG_DEBIAS = ('train_loss_cls', 'train_loss_static_ce', 'train_loss_static_negentropy', 'train_loss_grad_penalty',
+               'train_fame_motion_in_mask', 'train_loss_consistency')
+DIAG_DRL = tuple(k for k in DIAG if k not in DIAG_DEBIAS or k == 'train_loss_cls')
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
@@ -149,7 +158,7 @@ def collect(paths):
 
 
 def diagnostics(run_dir):
-    """First- and last-epoch values of the DRL training diagnostics in ``metrics.csv``."""
+    """First- and last-epoch values of the training diagnostics (``DIAG``) in ``metrics.csv``."""
     path = os.path.join(ROOT, run_dir, 'metrics.csv')
     if not os.path.isfile(path):
         return {}
@@ -312,9 +321,13 @@ def coverage(table, graph, names):
     return lines
 
 
-def diag_lines(table):
-    names = [n for n in table if any(r['_diag'] for r in table[n].values())]
-    keys = [k for k in DIAG if any(k in r['_diag'] for n in names for r in table[n].values())]
+def diag_lines(table, only=None):
+    """Table of the first → last epoch values of the ``DIAG`` columns (``only``: a subset) that
+    some run of ``table`` logged, one row per such run."""
+    cols = [k for k in DIAG if only is None or k in only]
+    own = [k for k in cols if k != 'train_loss_cls']  # logged by every run: does not pick the rows
+    names = [n for n in table if any(k in r['_diag'] for r in table[n].values() for k in own)]
+    keys = [k for k in cols if any(k in r['_diag'] for n in names for r in table[n].values())]
     if not names:
         return []
     lines = ['| run | ' + ' | '.join(f'{DIAG[k]}: first → last epoch' for k in keys) + ' |',
@@ -409,7 +422,13 @@ def write(paths, seeds, graph, page, command=None):
     lines += ['', '## Coverage', '', 'Finished seeds per step (`held`: left out by `--models` / `--steps`; '
               '`todo`: not run yet; `failed` / `skipped`: see the log).', '']
     lines += coverage(table, graph, list(table))
-    lines += ['', '## Training diagnostics of the DRL runs (mean over seeds)', ''] + diag_lines(table)
+    rows = diag_lines(table, DIAG_DRL)
+    lines += ['', '## Training diagnostics of the DRL runs (mean over seeds)', ''] + (rows or ['No DRL run yet.'])
+    rows = diag_lines(table, DIAG_DEBIAS)
+    if rows:
+        lines += ['', '## Training diagnostics of the de-biasing methods (mean over seeds)', '',
+                  "Each method's own loss terms (unweighted) and transform metrics, from its runs' "
+                  '`metrics.csv`; FAME\'s mask against the object: `python tools/fame_mask.py` (run notes).', ''] + rows
     rows = [(n, per_seed) for n, per_seed in list(table.items()) + list(sweep.items())
             if any('penalty_kl' in r for r in per_seed.values())]
     if rows:
