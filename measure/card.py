@@ -116,15 +116,16 @@ def notes_for(model: nn.Module, doc: Mapping[str, Any]) -> list[str]:
 
 
 def _dynamic(model: nn.Module, cfg: Mapping[str, Any], ctx: Any, *, workers: int, mimic_seeds: int,
-             static_reference: Optional[str], recipe: Optional[Mapping[str, Any]], args: Any) -> dict[str, Any]:
+             static_reference: Optional[str], recipe: Optional[Mapping[str, Any]], args: Any,
+             stream: Optional[bool] = None) -> dict[str, Any]:
     """The dynamic score (:func:`measure.dynamic.dynamic_score`), with the static reference's
-    score as its floor when a reference checkpoint is given."""
+    score as its floor when a reference checkpoint is given; ``stream``: its ``stream``."""
     from .dynamic import dynamic_score
     ref = None
     if static_reference:
         ref = build_scored_model(reference_config(static_reference, cfg), static_reference, ctx, args)
     r = dynamic_score(model, cfg, device=ctx.device, mimic_seeds=mimic_seeds, seed=ctx.seed, static_reference=ref,
-                      workers=workers, progress=sys.stderr.isatty(), log=log, recipe=recipe)
+                      workers=workers, progress=sys.stderr.isatty(), log=log, recipe=recipe, stream=stream)
     r.setdefault('unit', 'score')
     if static_reference:
         r['floor_checkpoint'] = static_reference
@@ -133,7 +134,8 @@ def _dynamic(model: nn.Module, cfg: Mapping[str, Any], ctx: Any, *, workers: int
 
 def _measure(name: str, model: nn.Module, loader: Any, cfg: Mapping[str, Any], ctx: Any, *, split: str,
              workers: int, feature_layer: str, blend: float, mimic_seeds: int, static_reference: Optional[str],
-             mimic_recipe: Optional[Mapping[str, Any]], n_boot: int, args: Any) -> dict[str, Any]:
+             mimic_recipe: Optional[Mapping[str, Any]], n_boot: int, args: Any,
+             mimic_stream: Optional[bool] = None) -> dict[str, Any]:
     """One measure's result dict."""
     if name == 'temporality':
         return temporality(model, loader, ctx.device, split=split, seed=ctx.seed, n_boot=n_boot)
@@ -146,13 +148,14 @@ def _measure(name: str, model: nn.Module, loader: Any, cfg: Mapping[str, Any], c
                               mean=norm.get('mean', IMAGENET_MEAN),
                               std=norm.get('std', IMAGENET_STD), n_boot=n_boot)
     return _dynamic(model, cfg, ctx, workers=workers, mimic_seeds=int(mimic_seeds),
-                    static_reference=static_reference, recipe=mimic_recipe, args=args)
+                    static_reference=static_reference, recipe=mimic_recipe, args=args, stream=mimic_stream)
 
 
 def run_card(cfg: Mapping[str, Any], ctx: Any, pretrain: str, *, measures: Sequence[str] = MEASURES,
              split: str = 'test', workers: int = 0, feature_layer: str = 'pool', blend: float = 0.5,
              mimic_seeds: int = 1, static_reference: Optional[str] = None,
-             mimic_recipe: Optional[Mapping[str, Any]] = None, n_boot: int = 1000, args: Any = None, config_path: Optional[str] = None) -> dict[str, Any]:
+             mimic_recipe: Optional[Mapping[str, Any]] = None, n_boot: int = 1000, args: Any = None,
+             config_path: Optional[str] = None, mimic_stream: Optional[bool] = None) -> dict[str, Any]:
     """Every requested measure of the model ``cfg`` + ``pretrain`` (see the module docstring).
 
     Args:
@@ -163,6 +166,8 @@ def run_card(cfg: Mapping[str, Any], ctx: Any, pretrain: str, *, measures: Seque
         feature_layer: of the representation measure; blend: still-frame weight of the scene
             conflict; mimic_seeds, static_reference: of the dynamic score.
         mimic_recipe: fields of :class:`measure.mimic.MimicRecipe` that differ from the default.
+        mimic_stream: the dynamic score's ``stream`` (``None``: automatic, ``True``: stream the
+            splits, ``False``: frame banks in memory).
     Returns:
         the card (docs/bias-card.md, "JSON schema").
     """
@@ -195,7 +200,7 @@ def run_card(cfg: Mapping[str, Any], ctx: Any, pretrain: str, *, measures: Seque
         try:
             r = _measure(name, model, loader, cfg, ctx, split=split, workers=workers, feature_layer=feature_layer,
                          blend=blend, mimic_seeds=mimic_seeds, static_reference=static_reference,
-                         mimic_recipe=mimic_recipe, n_boot=n_boot, args=args)
+                         mimic_recipe=mimic_recipe, n_boot=n_boot, args=args, mimic_stream=mimic_stream)
         except ValueError as e:
             raise UserError(f'{name}: {e}') from None
         r.setdefault('headline', HEADLINES[name])

@@ -91,7 +91,7 @@ def agreement(logits_sp, pseudo_labels):
 # ---------------------------------------------------------------- the measure
 
 def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference=None, workers=0,
-                  batch_size=None, progress=True, log=None, recipe=None):
+                  batch_size=None, progress=True, log=None, recipe=None, stream=None):
     """The paper's dynamic score of a video model, with its CIs (docs/drl.md, "Dynamic score").
 
     A frame-wise mimic learns the video model's outputs (KD, :mod:`measure.mimic`) on the
@@ -111,6 +111,11 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
             recipe's). progress: a progress bar per mimic; log: a ``logging.Logger``.
         recipe: a :class:`measure.mimic.MimicRecipe` or a dict of its fields (default:
             :func:`measure.mimic.default_recipe`).
+        stream: ``None`` (automatic): stream the splits (:mod:`measure.mimic_stream`) when
+            their frame banks would exceed :data:`measure.mimic_stream.BANK_BUDGET`, else hold
+            them in memory; ``True`` / ``False`` force it. Streaming keeps only logits and
+            labels, decodes the pool at every mimic epoch and refuses ``recipe.frozen``
+            (:class:`core.errors.UserError`); with the same seeds it trains the same mimics.
     Returns:
         :func:`measure.stats.result` with ``value``, ``ci95`` (bootstrap over videos of the
         seed-averaged disagreement), ``ci95_mimic`` (Student-t over mimic seeds, ``None`` for
@@ -120,12 +125,15 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
         ``agreement_train`` (the mimic's agreement on its own training pool, centre crops),
         ``recipe``, ``time_s`` (wall) and ``cpu_s`` (this process's CPU time: on a shared
         machine, the wall time it would take alone on one core, roughly), ``cpu_decode_s`` (of
-        it, decoding the splits) and ``cpu_model_s`` (the model's logits and its mimics).
+        it, decoding the splits; streaming: only opening them, the decoding is in the next) and
+        ``cpu_model_s`` (the model's logits and its mimics), ``stream`` (the splits were
+        streamed).
     """
     import logging
     import time
 
     from . import mimic as M
+    from . import mimic_stream as S
     from .stats import bootstrap_mean_ci, mean_ci, result
 
     log = log or logging.getLogger('measure')
@@ -142,8 +150,16 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
         recipe = M.MimicRecipe.from_dict({**recipe.as_dict(), 'batch_size': int(batch_size)})
     t0, c0 = time.perf_counter(), time.process_time()
     scored_spec, train_specs = M.scoring_splits(cfg, recipe.pool)
-    test = M.load_bank(cfg, scored_spec, workers=workers)
-    pool = [M.load_bank(cfg, s, workers=workers) for s in train_specs]
+    streaming, why, splits = S.choose(cfg, [scored_spec, *train_specs], stream, workers=workers)
+    log.info('dynamic score: %s (%s)', 'streams its splits' if streaming else 'holds its splits in memory', why)
+    if streaming:
+        S.check_recipe(recipe)
+        test, *pool = splits or [S.SplitStream(cfg, s, workers=workers) for s in (scored_spec, *train_specs)]
+        predict, train_mimic = S.predict, S.train_mimic
+    else:
+        test = M.load_bank(cfg, scored_spec, workers=workers)
+        pool = [M.load_bank(cfg, s, workers=workers) for s in train_specs]
+        predict, train_mimic = M.predict, M.train_mimic
     cpu_decode = time.process_time() - c0
     if len(set(test.labels.tolist())) < 2:
         raise ValueError(f'{test.name}: the dynamic score needs at least 2 classes, found '
@@ -153,9 +169,9 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
     seeds = [int(seed) + j for j in range(int(mimic_seeds))]
 
     def run(teacher, tag):
-        o = M.predict(teacher, test, device=device)
+        o = predict(teacher, test, device=device)
         n_class = o.shape[1]
-        cached = [M.predict(teacher, b, device=device) for b in pool]
+        cached = [predict(teacher, b, device=device) for b in pool]
         agree, acc_sp, agree_train = [], [], []
         cpu_mimic.append(-time.process_time())
         for s in seeds:
@@ -169,15 +185,15 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
                     bar.total = steps
                     bar.update(1)
                     bar.set_postfix(loss=f'{loss:.3f}', refresh=False)
-            g = M.train_mimic(teacher, pool, recipe, seed=s, device=device, n_class=n_class, cached=cached,
+            g = train_mimic(teacher, pool, recipe, seed=s, device=device, n_class=n_class, cached=cached,
                               progress=tick)
             if bar is not None:
                 bar.close()
-            o_sp = M.predict(g, test, device=device)
+            o_sp = predict(g, test, device=device)
             agree.append((o_sp.argmax(1) == o.argmax(1)).float())
             acc_sp.append(100 * (o_sp.argmax(1) == test.labels).float().mean().item())
             n_tr = sum(len(b) for b in pool)
-            agree_train.append(sum((M.predict(g, b, device=device).argmax(1) == c.argmax(1)).sum().item()
+            agree_train.append(sum((predict(g, b, device=device).argmax(1) == c.argmax(1)).sum().item()
                                    for b, c in zip(pool, cached)) / n_tr)
             log.info('%s mimic seed %d: dynamic score %.4f (agreement on its training pool %.4f)',
                      tag, s, 1 - agree[-1].mean().item(), agree_train[-1])
@@ -221,4 +237,4 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
            'Acc@1_mimic': sum(acc_sp) / len(acc_sp)},
         agreement_train=sum(agree_train) / len(agree_train), by_margin=by_margin, recipe=recipe.as_dict(),
         time_s=time.perf_counter() - t0, cpu_s=time.process_time() - c0, cpu_decode_s=cpu_decode,
-        cpu_model_s=cpu_mimic[0], **extra)
+        cpu_model_s=cpu_mimic[0], stream=streaming, **extra)

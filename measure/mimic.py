@@ -19,6 +19,9 @@ Pieces:
 - :class:`MimicRecipe` and :func:`train_mimic`: the KD training (loss, length, input
   augmentation).
 
+Splits too large for frame banks are streamed instead (:mod:`measure.mimic_stream`, the same
+crops and training without holding any split).
+
 Tensors: clips are ``B × K × C × T × H × W`` float (normalised), banks hold
 ``N × K × T × H × W × 3`` uint8, logits are ``B × n_class``.
 """
@@ -323,14 +326,7 @@ def train_mimic(teacher: nn.Module, banks: Sequence[FrameBank], recipe: MimicRec
     n = len(owner)
     per_epoch = math.ceil(n / recipe.batch_size)
     steps = per_epoch * recipe.epochs
-    opt = torch.optim.AdamW(g.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-
-    def lr_at(step):
-        if step < recipe.warmup:
-            return (step + 1) / recipe.warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - recipe.warmup) / max(1, steps - recipe.warmup)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    opt, sched = _optimizer(g, recipe, steps)
     kd = KDLoss(T=recipe.T)
     online = recipe.crop == 'random' or recipe.mix > 0 or cached is None
     banks_all = list(banks)
@@ -351,22 +347,13 @@ def train_mimic(teacher: nn.Module, banks: Sequence[FrameBank], recipe: MimicRec
                 parts.append(b.clips(li, gen if recipe.crop == 'random' else None))
                 if not online:
                     targets.append(cached[i][li])
-            x = torch.cat(parts)
-            if recipe.mix > 0:
-                k = int(round(recipe.mix * len(x)))
-                if k:
-                    lam = torch.rand(k, generator=gen).view(k, 1, 1, 1, 1, 1)
-                    other = x[torch.randperm(len(x), generator=gen)[:k]]
-                    x = torch.cat([x[:len(x) - k], lam * x[len(x) - k:] + (1 - lam) * other])
-            x = x.to(device)
+            x = _mixed(torch.cat(parts), recipe, gen).to(device)
             if online:
                 with torch.no_grad():
                     t = logits_of(teacher(x)).float()
             else:
                 t = torch.cat(targets).to(device)
-            if sub and sub < x.shape[3]:
-                keep = torch.randperm(x.shape[3], generator=gen)[:sub].sort().values
-                x = x[:, :, :, keep.to(x.device)]
+            x = _subsampled(x, sub, gen)
             loss = _loss(recipe, kd, logits_of(g(x)).float(), t)
             if recipe.frozen:
                 xf = _frozen_frames(banks_all, owner, local, recipe, gen).to(device)
@@ -386,6 +373,38 @@ def train_mimic(teacher: nn.Module, banks: Sequence[FrameBank], recipe: MimicRec
             g.train()
     g.eval()
     return g
+
+
+def _optimizer(g: nn.Module, recipe: MimicRecipe, steps: int):
+    """AdamW and its schedule: linear warm-up over ``recipe.warmup`` steps, then a cosine to 0
+    at ``steps``."""
+    opt = torch.optim.AdamW(g.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+    def lr_at(step):
+        if step < recipe.warmup:
+            return (step + 1) / recipe.warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - recipe.warmup) / max(1, steps - recipe.warmup)))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+
+
+def _mixed(x: torch.Tensor, recipe: MimicRecipe, gen: torch.Generator) -> torch.Tensor:
+    """The batch with its last ``round(mix · B)`` clips blended with random clips of it."""
+    if recipe.mix > 0:
+        k = int(round(recipe.mix * len(x)))
+        if k:
+            lam = torch.rand(k, generator=gen).view(k, 1, 1, 1, 1, 1)
+            other = x[torch.randperm(len(x), generator=gen)[:k]]
+            x = torch.cat([x[:len(x) - k], lam * x[len(x) - k:] + (1 - lam) * other])
+    return x
+
+
+def _subsampled(x: torch.Tensor, sub: int, gen: torch.Generator) -> torch.Tensor:
+    """``sub`` random frames of each clip (the same for the batch, in order); all if ``sub`` is 0."""
+    if sub and sub < x.shape[3]:
+        keep = torch.randperm(x.shape[3], generator=gen)[:sub].sort().values
+        x = x[:, :, :, keep.to(x.device)]
+    return x
 
 
 def _frozen_frames(banks, owner, local, recipe, gen):

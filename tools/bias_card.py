@@ -39,6 +39,9 @@ def get_args_parser():
                    'N ≥ 2 adds the mimic repeatability CI')
     p.add_argument('--mimic-epochs', type=int, default=None, help="dynamic score: the mimic's training epochs "
                    '(default: the calibrated recipe of measure/mimic.py)')
+    p.add_argument('--mimic-stream', default='auto', choices=['auto', 'on', 'off'],
+                   help='dynamic score: stream the splits through a DataLoader (on), hold their frames in memory '
+                   '(off) or choose by their size (auto: stream above measure.mimic_stream.BANK_BUDGET)')
     p.add_argument('--static-reference', default=None, help='checkpoint of a frame-wise model of the same data '
                    "(a run of this project's main.py): its dynamic score is printed as the floor")
     p.add_argument('--feature-layer', default='pool', help='representation: pool (pooled clip features) or a '
@@ -78,7 +81,8 @@ def main(args):
                    workers=default_workers(cfg, args), feature_layer=args.feature_layer, blend=args.blend,
                    mimic_seeds=args.mimic_seeds, static_reference=args.static_reference,
                    mimic_recipe={'epochs': args.mimic_epochs} if args.mimic_epochs else None,
-                   args=args, config_path=args.config)
+                   args=args, config_path=args.config,
+                   mimic_stream={'auto': None, 'on': True, 'off': False}[args.mimic_stream])
     paths = write_card(doc, out_dir)
     print(markdown(doc))
     print('wrote ' + ', '.join(paths))
