@@ -251,3 +251,21 @@ def test_study_graph_cuts(tmp_path):
     assert '0/resnet2d/score_pretrain' in g.items  # the protocol comparison stays
     card = g.items['1/resnet3d-bias0/card'].cmd
     assert card[:2] == ['tools/bias_card.py', 'configs/scenemotion/res3d18.yaml'] and '--split' not in card
+
+
+def test_estimate_simulates_the_two_lane_schedule():
+    """tools/study_estimate.simulate runs the graph as tools/jobs.Graph would: the first ready
+    job in insertion order takes the first free lane."""
+    from tools import study_estimate
+    from tools.jobs import Graph
+    g = Graph(jobs=2, log=lambda m: None)
+    # kind() of a key with a measure part is that part
+    g.add('0/a', ['x'], '/nonexistent/a')
+    g.add('0/a/long', ['x'], '/nonexistent/b', ['0/a'])
+    g.add('0/b', ['x'], '/nonexistent/c')
+    g.add('0/b/short', ['x'], '/nonexistent/d', ['0/b'])
+    price = {'long': 10.0, 'short': 1.0, 'r3d': 2.0}
+    # lanes: a (0-2) then long (2-12); b (0-2) then short (2-3): wall 12
+    assert study_estimate.simulate(g, price, lanes=2) == 12.0
+    # one lane: 2 + 10 + 2 + 1 in insertion order of readiness
+    assert study_estimate.simulate(g, price, lanes=1) == 15.0

@@ -18,7 +18,11 @@ mean epoch time of the plain 3D trainings that ended while it ran, over their ov
 The demo likewise: ``8.0 min × new demo / old demo`` at today's times (its 16 runs took 8.0 min
 of wall time, two at a time, on 2026-12-02), plus ~2.2 min to create the venv.
 
-    python tools/study_estimate.py [--out runs/study] [--json FILE]
+    python tools/study_estimate.py [--out runs/study] [--json FILE] [--since EPOCH]
+
+``--since EPOCH`` prices each command kind instead by the median time of the study's own jobs
+that started after EPOCH (a run of the study on a quiet machine, two at a time: no
+normalisation), and simulates the two-lane schedule of tools/jobs.Graph on the whole graph.
 """
 import argparse
 import csv
@@ -197,12 +201,55 @@ def priced(c, times, attacks_idle):
     return now, idle, missing
 
 
+def since(out, t0):
+    """Median seconds per command kind over the study's jobs that started at or after ``t0``
+    (epoch seconds): one period of one run of the study, no load normalisation."""
+    t = {}
+    for path in glob.glob(os.path.join(ROOT, out, 'seed*', '*', '**', 'job_time.json'), recursive=True):
+        with open(path) as f:
+            j = json.load(f)
+        if j['start'] < t0:
+            continue
+        parts = j['key'].split('/')
+        spec = study.MODELS.get(parts[1]) or study.SWEEP.get(parts[1])
+        if spec is None:
+            continue
+        k = parts[2] if len(parts) > 2 else kind(types.SimpleNamespace(key=j['key'], cmd=[spec[0], *spec[1]]))
+        t.setdefault(k, []).append(j['end'] - j['start'])
+    return {k: sorted(v)[len(v) // 2] for k, v in t.items()}, {k: len(v) for k, v in t.items()}
+
+
+def simulate(graph, price, lanes=2):
+    """Wall seconds of ``graph`` run as tools/jobs.Graph runs it (``lanes`` commands at once, the
+    first ready job in insertion order starts when a lane frees), each job taking
+    ``price[kind]`` seconds."""
+    jobs = list(graph.items.values())
+    end, running, clock = {}, [], 0.0
+    todo = [j for j in jobs]
+    while todo or running:
+        for j in list(todo):
+            if len(running) >= lanes:
+                break
+            if all(d in end and end[d] <= clock for d in j.deps):
+                running.append((clock + price[kind(j)], j.key))
+                todo.remove(j)
+        if not running:
+            raise RuntimeError('a job waits on a job that never runs')
+        running.sort()
+        clock, key = running.pop(0)
+        end[key] = clock
+    return clock
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--out', default='runs/study')
     ap.add_argument('--json', default=None)
     ap.add_argument('--dynamic-now', action='store_true',
                     help='price the dynamic score with runs/study/timing/dynamic-now (the recipe of today)')
+    ap.add_argument('--since', type=float, default=None, metavar='EPOCH',
+                    help='also price every command kind by the median time of the study jobs started after '
+                         'EPOCH (one run, two at a time) and simulate make study\'s two-lane schedule')
     a = ap.parse_args(argv)
     times, src, ratios = measured(a.out)
     if a.dynamic_now or 'dynamic' not in times:
@@ -232,6 +279,26 @@ def main(argv=None):
     if not (mo or mn):
         report['demo'] = {'wall_min': OLD_DEMO_WALL * pn / po, 'with_venv_min': OLD_DEMO_WALL * pn / po + VENV_MIN,
                           'ratio': pn / po}
+    if a.since is not None:
+        today, n = since(a.out, a.since)
+        # kinds with no job of this run: the load-normalised time scaled by this run's median
+        # ratio to it over the kinds timed in both (said in 'fallback')
+        both = [k for k in today if k in times]
+        ratio = sorted(today[k] / (times[k] / load) for k in both)[len(both) // 2] if both else 1.0
+        price, fallback = {}, []
+        g = study.build([0, 1, 2], '/nonexistent/new', True, 2, lambda m: None, '/nonexistent/p.md')[0]
+        for k in counts(g):
+            if k in today:
+                price[k] = today[k]
+            elif k in ATTACK_IDLE:
+                price[k], _ = ATTACK_IDLE[k] * ratio, fallback.append(k)
+            else:
+                price[k], _ = times[k] / load * ratio, fallback.append(k)
+        c = counts(g)
+        report['since'] = {'t0': a.since, 'median_s': today, 'jobs_timed': n, 'ratio_to_estimate': ratio,
+                           'fallback_kinds': fallback, 'price_s': price,
+                           'command_min': sum(c[k] * price[k] for k in c) / 60,
+                           'wall_min_two_lanes': simulate(g, price) / 60}
     print(json.dumps(report, indent=1, default=str))
     if a.json:
         with open(a.json, 'w') as f:
