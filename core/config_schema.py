@@ -312,7 +312,10 @@ CFG_SCHEMA = {
                 'albar': Default({}, {'alpha': Default(1.0, Range(NUM, lo=0)),
                                       'beta': Default(4.25, Range(NUM, lo=0)),
                                       'gamma': Default(10.0, Range(NUM, lo=0)),
-                                      'static_frame': Default(None, Range((int, NONE), lo=0))}),
+                                      'static_frame': Default(None, Range((int, NONE), lo=0)),
+                                      # BatchNorm on the static forward: its own batch statistics
+                                      # (the authors') or the running ones (debias/albar.py)
+                                      'static_bn': Default('batch', str)}),
                 'mixup': Default({}, {'alpha': Default(0.8, Range(NUM, lo=0, lo_open=True))}),
                 'cutmix': Default({}, {'alpha': Default(1.0, Range(NUM, lo=0, lo_open=True))})},
     # main-fsl.py: feature encoding and episode fitting

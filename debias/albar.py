@@ -25,7 +25,14 @@ Every choice, checked against the published code (UCF-CRCV/ALBAR, ``train.py``,
   batch. One deviation: the authors sum ``g²`` over dims 1–3 of ``B × C × T × H × W``, which
   leaves the width out (a norm per image column, then averaged with the batch); here the norm
   runs over the whole clip (``K × C × T × H × W``), the ``‖∇‖₂`` of the paper's formula;
-* both forwards in training mode (BatchNorm sees the static batch too), as the authors do.
+* both forwards in training mode (BatchNorm sees the static batch too), as the authors do:
+  ``static_bn: batch``, the default. Their model (Swin-T) has LayerNorm only, which normalises
+  each clip on its own; with BatchNorm a batch of static clips is normalised by its *own*
+  statistics (no temporal variance at all), which a network can tell from a real batch and use
+  to push the static CE up without changing what it reads in real clips (measured on SceneMotion:
+  docs/results/scenemotion.md, findings). ``static_bn: running`` runs the static forward with
+  every BatchNorm layer in eval mode (running statistics, which it does not update), i.e. a
+  static clip is normalised like a real clip at test time, as a LayerNorm model would see it.
 
 AMP: the penalty's gradient is taken in the autocast dtype and reduced in fp32; with bf16 it
 needs no loss scaling. With fp16 (``--amp fp16``) the inner gradient is not scaled by the
@@ -78,13 +85,19 @@ class ALBAR(Method):
     name = 'albar'
     min_frames = 2
 
-    def __init__(self, alpha=1.0, beta=4.25, gamma=10.0, static_frame: Optional[int] = None):
+    def __init__(self, alpha=1.0, beta=4.25, gamma=10.0, static_frame: Optional[int] = None,
+                 static_bn: str = 'batch'):
         self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
         self.static_frame = static_frame
+        if static_bn not in ('batch', 'running'):
+            raise UserError(f'augment.albar.static_bn={static_bn!r}: choose batch or running')
+        self.static_bn = static_bn
+        self._norms: list[torch.nn.Module] = []
 
     def __repr__(self):
         return (f'ALBAR(alpha={self.alpha}, beta={self.beta}, gamma={self.gamma}, '
-                f'static_frame={"T // 2" if self.static_frame is None else self.static_frame})')
+                f'static_frame={"T // 2" if self.static_frame is None else self.static_frame}, '
+                f'static_bn={self.static_bn})')
 
     def frame(self, n_frames: int) -> int:
         """The static frame's index in clips of ``n_frames`` frames."""
@@ -97,6 +110,8 @@ class ALBAR(Method):
                             f'({n_frames} frames: 0..{n_frames - 1}); use null for the middle frame')
 
     def check_model(self, model):
+        modules = model.modules() if isinstance(model, torch.nn.Module) else ()   # a plain callable: none
+        self._norms = [m for m in modules if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         # torch.compile'd modules (--compile) do not support double backward: the engine's
         # backward would stop with a traceback in the first batch
         m = model
@@ -113,7 +128,17 @@ class ALBAR(Method):
         t = video.shape[3]
         self.check_clips(t)
         x_s = static_clip(video.detach(), self.frame(t)).requires_grad_(self.gamma > 0)
-        out = forward(x_s)
+        if self.static_bn == 'running':   # normalised by the running statistics, not updating them
+            training = [m for m in self._norms if m.training]
+            for m in training:
+                m.eval()
+            try:
+                out = forward(x_s)
+            finally:
+                for m in training:
+                    m.train()
+        else:
+            out = forward(x_s)
         terms = [Term('static_ce', -self.alpha, F.cross_entropy(out.float(), label)),
                  Term('static_negentropy', self.beta, negative_entropy(out))]
         if self.gamma > 0:
@@ -124,4 +149,5 @@ class ALBAR(Method):
 @METHODS.register('albar')
 def _albar(block, cfg):
     a = block['albar']
-    return ALBAR(alpha=a['alpha'], beta=a['beta'], gamma=a['gamma'], static_frame=a['static_frame'])
+    return ALBAR(alpha=a['alpha'], beta=a['beta'], gamma=a['gamma'], static_frame=a['static_frame'],
+                 static_bn=a['static_bn'])

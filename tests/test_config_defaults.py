@@ -51,7 +51,8 @@ def test_defaults_inside_present_optional_blocks_and_nulls_kept():
     assert cfg['optimizer'] == {'name': 'SGD', 'epochs': 2, 'args': {}, 'schedule': None, 'clip_grad': None}
     assert cfg['augment'] == {'name': 'stillmix', 'mix': [0.3, 0.7], 'prob': 1.0, 'consistency': 0.0,
                               'fame': {'fg_fraction': 0.5, 'refine': True},
-                              'albar': {'alpha': 1.0, 'beta': 4.25, 'gamma': 10.0, 'static_frame': None},
+                              'albar': {'alpha': 1.0, 'beta': 4.25, 'gamma': 10.0, 'static_frame': None,
+                                        'static_bn': 'batch'},
                               'mixup': {'alpha': 0.8}, 'cutmix': {'alpha': 1.0}}
     assert cfg['dataset']['transform']['normalize'] is None   # an explicit null stays
     assert cfg['dataset']['transform']['color_jitter'] == [0.1, 0.1, 0.1, 0.1]

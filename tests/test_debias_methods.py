@@ -204,6 +204,54 @@ def test_albar_under_bf16_autocast_matches_fp32():
     assert cos > 0.9, cos   # bf16 rounding only
 
 
+
+def _bn_net():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3, padding=1), torch.nn.BatchNorm3d(4), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten(), torch.nn.Linear(4, 5))
+    return model, (lambda x: model(x.flatten(0, 1)))
+
+
+def test_albar_static_bn_running_normalises_the_static_clip_like_a_test_clip():
+    """``static_bn: running``: the static forward uses BatchNorm's running statistics and leaves
+    them as they are; ``batch`` (the authors') normalises the static batch by its own."""
+    batch = _batch(4)
+    x_s = static_clip(batch['video'], 2)
+    for mode in ('batch', 'running'):
+        model, net = _bn_net()
+        bn = model[1]
+        bn.running_mean.fill_(0.3)
+        bn.running_var.fill_(2.0)
+        albar = ALBAR(static_bn=mode)
+        ClassifierStep(net, torch.nn.CrossEntropyLoss(), method=albar)   # check_model: finds no module on a lambda
+        albar.check_model(model)
+        model.train()
+        terms = {t.name: t.value for t in albar.loss_terms(net, batch['video'], batch['label'], None)}
+        model.eval()
+        eval_ce = F.cross_entropy(net(x_s), batch['label']).item()
+        assert model.training is False and bn.training is False
+        if mode == 'running':
+            assert terms['static_ce'].item() == pytest.approx(eval_ce, rel=1e-5)
+            assert torch.all(bn.running_mean == 0.3) and torch.all(bn.running_var == 2.0)
+        else:
+            assert terms['static_ce'].item() != pytest.approx(eval_ce, rel=1e-3)
+            assert not torch.all(bn.running_mean == 0.3)   # the static batch updated them
+    model.train()
+    with pytest.raises(UserError, match="augment.albar.static_bn='joint': choose batch or running"):
+        ALBAR(static_bn='joint')
+
+
+def test_albar_static_bn_running_restores_train_mode_and_backprops():
+    model, net = _bn_net()
+    albar = ALBAR(static_bn='running')
+    albar.check_model(model)
+    model.train()
+    batch = _batch(4)
+    terms = albar.loss_terms(net, batch['video'], batch['label'], None)
+    assert model[1].training   # back in training mode after the static forward
+    sum(t.weight * t.value for t in terms).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
 # ---------------------------------------------------------------- mixup / CutMix
 
 def _clips(b=4):
