@@ -11,6 +11,10 @@ from engine.checkpoint import save_json
 
 from .card import MEASURES, PER_CLASS_COLUMNS
 
+# below this agreement of the mimic with the model on its own training pool, the reading warns that
+# the dynamic score also counts unstable decisions (docs/bias-card.md, "Reading the dynamic score")
+FIT_WARN = 0.9
+
 
 def _num(v: Any, digits: int = 1) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
@@ -83,6 +87,12 @@ def reading(doc: Mapping[str, Any]) -> list[str]:
         floor = f" (static reference: {d['floor']:.3f}, the score's zero in practice)" if d.get('floor') is not None else ''
         out.append(f"A frame-wise mimic fails to reproduce {100 * d['value']:.1f} % of the model's decisions: dynamic "
                    f"score {d['value']:.3f}{floor}.")
+        fit = d.get('agreement_train')
+        if fit is not None and fit < FIT_WARN:
+            out.append(f"Caution: the mimic reproduces only {100 * fit:.1f} % of the model's decisions even on the videos "
+                       f"it trained on (a static model's mimic: ~97 %). The model's decisions are unstable (e.g. "
+                       f"near-uniform outputs), and part of the dynamic score measures that, not motion: read it with "
+                       f"the accuracy-based measures.")
     return out
 
 

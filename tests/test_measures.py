@@ -275,3 +275,14 @@ def test_tubelet_note():
     doc['per_class'] = per_class_table(doc)
     md = markdown(doc)
     assert '| Acc@1 shuffled † |' in md and '† the model embeds 2-frame tubelets' in md
+
+
+def test_reading_warns_when_the_mimic_cannot_fit_the_model():
+    """A model with unstable (e.g. near-uniform) decisions gets a high dynamic score that is not
+    motion: the reading says so when the mimic's fit on its own pool is below FIT_WARN."""
+    from measure.report import FIT_WARN, reading
+    for fit, warned in ((0.98, False), (FIT_WARN - 0.01, True)):
+        doc = {'measures': {'dynamic': {'value': 0.52, 'agreement_train': fit}}}
+        lines = reading(doc)
+        assert any('fails to reproduce 52.0 %' in x for x in lines)
+        assert any(x.startswith('Caution: the mimic reproduces only') for x in lines) is warned
