@@ -542,7 +542,8 @@ def separation(table, key):
     Returns ``(text, verdict)`` with verdict True / False / None (undecided)."""
     direction = CARD[key][3]
     if direction == 0:
-        return 'not a bias measure (accuracy)', None
+        what = 'accuracy' if 'Acc@1' in label(key) else 'a control of the dynamic score'
+        return f'not a bias measure ({what})', None
     motion = values(table.get(MOTION, {}), key)
     if not motion:
         return f'no `{MOTION}` result', None
