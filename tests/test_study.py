@@ -269,3 +269,14 @@ def test_estimate_simulates_the_two_lane_schedule():
     assert study_estimate.simulate(g, price, lanes=2) == 12.0
     # one lane: 2 + 10 + 2 + 1 in insertion order of readiness
     assert study_estimate.simulate(g, price, lanes=1) == 15.0
+
+
+def test_estimate_reads_the_demo_times(tmp_path):
+    from tools import study_estimate
+    for key, secs in (('0/resnet2d', 80), ('0/resnet3d', 70), ('0/resnet3d-bias0', 90), ('0/resnet3d/card', 20),
+                      ('0/resnet3d-stillmix', 60)):
+        d = tmp_path / 'seed0' / key.split('/', 1)[1]
+        d.mkdir(parents=True)
+        (d / 'job_time.json').write_text(json.dumps({'start': 100, 'end': 100 + secs, 'key': key}))
+    t = study_estimate.demo_times(str(tmp_path))
+    assert t == {'r2d': 80, 'r3d': 90, 'card': 20, 'stillmix12': 60}   # median of 70 and 90: the upper

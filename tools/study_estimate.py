@@ -219,6 +219,23 @@ def since(out, t0):
     return {k: sorted(v)[len(v) // 2] for k, v in t.items()}, {k: len(v) for k, v in t.items()}
 
 
+DEMO_KIND = {'resnet2d': 'r2d', 'resnet3d': 'r3d', 'resnet3d-bias0': 'r3d', 'resnet3d-stillmix': 'stillmix12'}
+
+
+def demo_times(folder):
+    """Median seconds per command kind of a `make demo` run folder (its job_time.json files;
+    the demo's commands are the study's, at the same settings, two at a time)."""
+    t = {}
+    for path in glob.glob(os.path.join(folder, 'seed*', '*', '**', 'job_time.json'), recursive=True):
+        with open(path) as f:
+            j = json.load(f)
+        parts = j['key'].split('/')
+        k = parts[2] if len(parts) > 2 else DEMO_KIND.get(parts[1])
+        if k:
+            t.setdefault(k, []).append(j['end'] - j['start'])
+    return {k: sorted(v)[len(v) // 2] for k, v in t.items()}
+
+
 def simulate(graph, price, lanes=2):
     """Wall seconds of ``graph`` run as tools/jobs.Graph runs it (``lanes`` commands at once, the
     first ready job in insertion order starts when a lane frees), each job taking
@@ -250,6 +267,9 @@ def main(argv=None):
     ap.add_argument('--since', type=float, default=None, metavar='EPOCH',
                     help='also price every command kind by the median time of the study jobs started after '
                          'EPOCH (one run, two at a time) and simulate make study\'s two-lane schedule')
+    ap.add_argument('--idle-demo', default=None, metavar='DIR',
+                    help='with --since: the runs folder of a `make demo` on an idle machine (e.g. runs/demo): its '
+                         'per-kind times price those kinds, and its ratio to --since\'s prices scales the others')
     a = ap.parse_args(argv)
     times, src, ratios = measured(a.out)
     if a.dynamic_now or 'dynamic' not in times:
@@ -299,6 +319,25 @@ def main(argv=None):
                            'fallback_kinds': fallback, 'price_s': price,
                            'command_min': sum(c[k] * price[k] for k in c) / 60,
                            'wall_min_two_lanes': simulate(g, price) / 60}
+        if a.idle_demo:
+            idle = demo_times(a.idle_demo)
+            if 'stillmix12' in idle:
+                idle['stillmix'] = 2 * idle.pop('stillmix12')   # the study's StillMix trains 24 epochs
+            common = [k for k in idle if k in today]
+            r = sorted(idle[k] / today[k] for k in common)[len(common) // 2] if common else 1.0
+            p_idle, how = {}, {}
+            for k in c:
+                if k in idle:
+                    p_idle[k], how[k] = idle[k], 'demo'
+                elif k in today:
+                    p_idle[k], how[k] = today[k] * r, 'this run x ratio'
+                elif k in ATTACK_IDLE:
+                    p_idle[k], how[k] = ATTACK_IDLE[k], 'idle 2026-12-02'
+                else:
+                    p_idle[k], how[k] = times[k] / load, 'load-normalised estimate'
+            report['since']['idle'] = {'demo': idle, 'ratio_demo_to_run': r, 'price_s': p_idle, 'source': how,
+                                       'command_min': sum(c[k] * p_idle[k] for k in c) / 60,
+                                       'wall_min_two_lanes': simulate(g, p_idle) / 60}
     print(json.dumps(report, indent=1, default=str))
     if a.json:
         with open(a.json, 'w') as f:
