@@ -158,8 +158,8 @@ def collect(paths):
         row['_seconds'] = {f'card.{m}': s for m, s in ((card or {}).get('seconds') or {}).items()}
         dyn = _read(p['dynamic']) if 'dynamic' in p else None
         row['_seconds'].update({f'card.{m}': s for m, s in ((dyn or {}).get('seconds') or {}).items()})
-        row['_diag'] = diagnostics(p['dir'])
         row['_trained'] = os.path.isfile(os.path.join(ROOT, p['train'])) if 'train' in p else False
+        row['_diag'] = diagnostics(p['dir']) if row['_trained'] else {}   # not a training still running
         out.setdefault(section, {}).setdefault(name, {})[seed] = row
     return out
 
