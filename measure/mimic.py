@@ -318,25 +318,12 @@ def train_mimic(teacher: nn.Module, banks: Sequence[FrameBank], recipe: MimicRec
     Returns:
         the trained mimic, in eval mode.
     """
-    g = build_mimic(recipe, n_class, seed).to(device)
-    gen = torch.Generator().manual_seed(seed * 7919 + 17)
-    sizes = [len(b) for b in banks]
-    owner = torch.cat([torch.full((n,), i, dtype=torch.long) for i, n in enumerate(sizes)])
-    local = torch.cat([torch.arange(n) for n in sizes])
-    n = len(owner)
-    per_epoch = math.ceil(n / recipe.batch_size)
-    steps = per_epoch * recipe.epochs
-    opt, sched = _optimizer(g, recipe, steps)
-    kd = KDLoss(T=recipe.T)
-    online = recipe.crop == 'random' or recipe.mix > 0 or cached is None
+    run = Training(teacher, [len(b) for b in banks], recipe, seed=seed, device=device, n_class=n_class,
+                   cached=cached, progress=progress)
+    gen, owner, local = run.gen, run.owner, run.local
     banks_all = list(banks)
-    teacher.eval()
-    g.train()
-    step = 0
-    for epoch in range(recipe.epochs):
-        sub = recipe.frames if recipe.frames and epoch < recipe.epochs - recipe.full_epochs else 0
-        order = torch.randperm(n, generator=gen)
-        for s in range(0, n, recipe.batch_size):
+    for sub, order in run.epochs(on_epoch):
+        for s in range(0, run.n, recipe.batch_size):
             sel = order[s:s + recipe.batch_size]
             parts, targets = [], []
             for i, b in enumerate(banks):
@@ -345,34 +332,82 @@ def train_mimic(teacher: nn.Module, banks: Sequence[FrameBank], recipe: MimicRec
                     continue
                 li = local[sel][m]
                 parts.append(b.clips(li, gen if recipe.crop == 'random' else None))
-                if not online:
+                if not run.online:
                     targets.append(cached[i][li])
-            x = _mixed(torch.cat(parts), recipe, gen).to(device)
-            if online:
-                with torch.no_grad():
-                    t = logits_of(teacher(x)).float()
-            else:
-                t = torch.cat(targets).to(device)
-            x = _subsampled(x, sub, gen)
-            loss = _loss(recipe, kd, logits_of(g(x)).float(), t)
+            loss = run.loss(torch.cat(parts), targets, sub)
             if recipe.frozen:
                 xf = _frozen_frames(banks_all, owner, local, recipe, gen).to(device)
                 with torch.no_grad():
                     tf = logits_of(teacher(xf.expand(-1, -1, -1, banks_all[0].frames.shape[2], -1, -1))).float()
-                loss = loss + _loss(recipe, kd, logits_of(g(xf)).float(), tf)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            if progress is not None:
-                progress(step, steps, loss.item())
-        if on_epoch is not None:
-            g.eval()
-            on_epoch(epoch + 1, g)
-            g.train()
-    g.eval()
-    return g
+                loss = loss + _loss(recipe, run.kd, logits_of(run.g(xf)).float(), tf)
+            run.update(loss)
+    return run.g
+
+
+class Training:
+    """What the in-memory and the streamed mimic trainings share (:func:`train_mimic` and
+    :func:`measure.mimic_stream.train_mimic`): the mimic, the generator of every draw, the pool's
+    numbering, the optimiser and the loss. Both call :meth:`epochs`, then per batch :meth:`loss`
+    and :meth:`update`, so that with one ``seed`` they make the same draws in the same order.
+
+    Attributes:
+        g: the mimic; gen: the generator of the order, crops, blends and frames.
+        owner, local: pool index → (bank, row in that bank); n: pool size; steps: in all.
+        online: whether the teacher labels every batch (random crops, blends or nothing cached).
+    """
+
+    def __init__(self, teacher: nn.Module, sizes: Sequence[int], recipe: MimicRecipe, *, seed: int,
+                 device: torch.device | str, n_class: int, cached: Optional[Sequence[torch.Tensor]] = None,
+                 progress: Optional[Callable[[int, int, float], None]] = None):
+        self.teacher, self.recipe, self.device, self.progress = teacher, recipe, device, progress
+        self.g = build_mimic(recipe, n_class, seed).to(device)
+        self.gen = torch.Generator().manual_seed(seed * 7919 + 17)
+        self.owner = torch.cat([torch.full((n,), i, dtype=torch.long) for i, n in enumerate(sizes)])
+        self.local = torch.cat([torch.arange(n) for n in sizes])
+        self.n = len(self.owner)
+        self.steps = math.ceil(self.n / recipe.batch_size) * recipe.epochs
+        self.opt, self.sched = _optimizer(self.g, recipe, self.steps)
+        self.kd = KDLoss(T=recipe.T)
+        self.online = recipe.crop == 'random' or recipe.mix > 0 or cached is None
+        self.step = 0
+
+    def epochs(self, on_epoch: Optional[Callable[[int, nn.Module], None]] = None):
+        """Yields ``(sub, order)`` per epoch: the frames per clip (0 = all) and the pool's
+        order; calls ``on_epoch(epoch, mimic)`` (mimic in eval mode) after each, and leaves the
+        mimic in eval mode at the end."""
+        r = self.recipe
+        self.teacher.eval()
+        self.g.train()
+        for epoch in range(r.epochs):
+            sub = r.frames if r.frames and epoch < r.epochs - r.full_epochs else 0
+            yield sub, torch.randperm(self.n, generator=self.gen)
+            if on_epoch is not None:
+                self.g.eval()
+                on_epoch(epoch + 1, self.g)
+                self.g.train()
+        self.g.eval()
+
+    def loss(self, x: torch.Tensor, targets: Sequence[torch.Tensor], sub: int) -> torch.Tensor:
+        """The mimic's loss on the batch ``x`` (blended as the recipe says, then cut to ``sub``
+        frames) against the cached ``targets`` or, online, the teacher's logits."""
+        x = _mixed(x, self.recipe, self.gen).to(self.device)
+        if self.online:
+            with torch.no_grad():
+                t = logits_of(self.teacher(x)).float()
+        else:
+            t = torch.cat(targets).to(self.device)
+        x = _subsampled(x, sub, self.gen)
+        return _loss(self.recipe, self.kd, logits_of(self.g(x)).float(), t)
+
+    def update(self, loss: torch.Tensor) -> None:
+        """One optimiser and schedule step; reports progress."""
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        if self.progress is not None:
+            self.progress(self.step, self.steps, loss.item())
 
 
 def _optimizer(g: nn.Module, recipe: MimicRecipe, steps: int):

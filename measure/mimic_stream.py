@@ -22,7 +22,6 @@ hold): streaming refuses it with a one-line :class:`core.errors.UserError`.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
 
@@ -31,7 +30,6 @@ import torch.nn as nn
 
 from core.config_schema import IMAGENET_MEAN, IMAGENET_STD
 from core.errors import UserError
-from engine.losses import KDLoss
 from models.outputs import logits_of
 
 from . import mimic as M
@@ -206,27 +204,15 @@ def train_mimic(teacher: nn.Module, splits: Sequence[SplitStream], recipe: M.Mim
     same mimic. ``recipe.frozen`` is refused (:func:`check_recipe`).
     """
     check_recipe(recipe)
-    g = M.build_mimic(recipe, n_class, seed).to(device)
-    gen = torch.Generator().manual_seed(seed * 7919 + 17)
-    sizes = [len(s) for s in splits]
-    owner = torch.cat([torch.full((n,), i, dtype=torch.long) for i, n in enumerate(sizes)])
-    local = torch.cat([torch.arange(n) for n in sizes])
-    n = len(owner)
-    steps = math.ceil(n / recipe.batch_size) * recipe.epochs
-    opt, sched = M._optimizer(g, recipe, steps)
-    kd = KDLoss(T=recipe.T)
-    online = recipe.crop == 'random' or recipe.mix > 0 or cached is None
-    crop_gen = gen if recipe.crop == 'random' else None
+    run = M.Training(teacher, [len(s) for s in splits], recipe, seed=seed, device=device, n_class=n_class,
+                     cached=cached, progress=progress)
+    owner, local = run.owner, run.local
+    crop_gen = run.gen if recipe.crop == 'random' else None
     # pool index p = the p-th row over the splits in turn, as the in-memory training numbers them
     pool = Indexed(torch.utils.data.ConcatDataset([s.rows_dataset() for s in splits]))
     workers = splits[0].workers if splits else 0
-    teacher.eval()
-    g.train()
-    step = 0
-    for epoch in range(recipe.epochs):
-        sub = recipe.frames if recipe.frames and epoch < recipe.epochs - recipe.full_epochs else 0
-        order = torch.randperm(n, generator=gen)
-        batches = [order[s:s + recipe.batch_size].tolist() for s in range(0, n, recipe.batch_size)]
+    for sub, order in run.epochs(on_epoch):
+        batches = [order[s:s + recipe.batch_size].tolist() for s in range(0, run.n, recipe.batch_size)]
         for frames, sel, _, _ in _loader(pool, workers, batch_sampler=batches):
             if not len(sel):
                 continue  # every video of the batch failed to decode this time
@@ -236,26 +222,7 @@ def train_mimic(teacher: nn.Module, splits: Sequence[SplitStream], recipe: M.Mim
                 if not m.any():
                     continue
                 parts.append(split.clips([frames[k] for k in m.nonzero()[:, 0].tolist()], crop_gen))
-                if not online:
+                if not run.online:
                     targets.append(cached[i][local[sel][m]])
-            x = M._mixed(torch.cat(parts), recipe, gen).to(device)
-            if online:
-                with torch.no_grad():
-                    t = logits_of(teacher(x)).float()
-            else:
-                t = torch.cat(targets).to(device)
-            x = M._subsampled(x, sub, gen)
-            loss = M._loss(recipe, kd, logits_of(g(x)).float(), t)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            if progress is not None:
-                progress(step, steps, loss.item())
-        if on_epoch is not None:
-            g.eval()
-            on_epoch(epoch + 1, g)
-            g.train()
-    g.eval()
-    return g
+            run.update(run.loss(torch.cat(parts), targets, sub))
+    return run.g
