@@ -106,6 +106,11 @@ def notes_for(model: nn.Module, doc: Mapping[str, Any]) -> list[str]:
     if tubelet > 1:
         notes.append(f'† the model embeds {tubelet}-frame tubelets: shuffling (shuffled accuracy, the static pairs '
                      'of the representation measure) also mixes frames within a token, not only their order')
+    dyn = doc['measures'].get('dynamic')
+    if dyn and dyn.get('recipe_overrides'):
+        over = ', '.join(f'{k}={v}' for k, v in sorted(dyn['recipe_overrides'].items()))
+        notes.append(f'dynamic: the mimic recipe differs from the calibrated one ({over}); its floor is that '
+                     "recipe's, not the calibrated one's")
     rep = doc['measures'].get('representation')
     if rep and rep.get('approximation'):
         notes.append(f"representation: dynamic pairs are a {rep['dynamic_pairs']}")
@@ -127,6 +132,8 @@ def _dynamic(model: nn.Module, cfg: Mapping[str, Any], ctx: Any, *, workers: int
     r = dynamic_score(model, cfg, device=ctx.device, mimic_seeds=mimic_seeds, seed=ctx.seed, static_reference=ref,
                       workers=workers, progress=sys.stderr.isatty(), log=log, recipe=recipe, stream=stream)
     r.setdefault('unit', 'score')
+    if recipe:
+        r['recipe_overrides'] = dict(recipe)
     if static_reference:
         r['floor_checkpoint'] = static_reference
     return r

@@ -143,8 +143,9 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
         recipe = M.default_recipe(cfg)
     elif isinstance(recipe, dict):
         base = M.default_recipe(cfg).as_dict()
-        if 'epochs' in recipe and 'full_epochs' not in recipe:   # a shorter run keeps its all-frame end
-            recipe = {**recipe, 'full_epochs': min(base['full_epochs'], int(recipe['epochs']))}
+        if 'epochs' in recipe:   # a shorter run keeps its all-frame end, cut to its length
+            full = recipe.get('full_epochs', base['full_epochs'])
+            recipe = {**recipe, 'full_epochs': min(int(full), int(recipe['epochs']))}
         recipe = M.MimicRecipe.from_dict({**base, **recipe})
     if batch_size:
         recipe = M.MimicRecipe.from_dict({**recipe.as_dict(), 'batch_size': int(batch_size)})

@@ -89,6 +89,31 @@ def test_card_torchvision_r3d18_random_weights(tiny, tmp_path):
     assert doc['measures']['conflict']['weight'] == 0.3
 
 
+def test_card_strong_mimic_recipe(tiny, tmp_path):
+    """--mimic-recipe strong trains the mimic on random crops and blends labelled online; with
+    --mimic-epochs 1 its all-frame end is cut to that one epoch; the card notes the recipe."""
+    over, ckpt = tiny
+    out = tmp_path / 'card'
+    r = card([CFG, *over, '--pretrain', str(ckpt), '--output-dir', str(out), '--measures', 'dynamic',
+              '--mimic-recipe', 'strong', '--mimic-epochs', '1'])
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = check_doc(out, ('dynamic',))
+    d = doc['measures']['dynamic']
+    assert (d['recipe']['crop'], d['recipe']['mix'], d['recipe']['epochs'], d['recipe']['full_epochs']) == \
+        ('random', 0.5, 1, 1)
+    assert d['recipe_overrides'] == {'crop': 'random', 'mix': 0.5, 'epochs': 1, 'full_epochs': 4}
+    assert any('differs from the calibrated one' in n for n in doc['notes'])
+
+
+def test_mimic_overrides_of_the_flags():
+    p = bias_card.get_args_parser()
+    parse = lambda *a: bias_card.mimic_overrides(p.parse_args([CFG, '--pretrain', 'x', *a]))  # noqa: E731
+    assert parse() is None
+    assert parse('--mimic-epochs', '5') == {'epochs': 5}
+    assert parse('--mimic-recipe', 'strong') == {'crop': 'random', 'mix': 0.5, 'epochs': 48, 'full_epochs': 4}
+    assert parse('--mimic-recipe', 'strong', '--mimic-epochs', '2')['epochs'] == 2
+
+
 def bad(capsys, argv):
     """Run the tool in this process; returns its stderr line (exit status 2 checked)."""
     args = bias_card.get_args_parser().parse_intermixed_args(argv + ['--device', 'cpu'])

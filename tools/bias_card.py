@@ -22,6 +22,7 @@ from core.errors import UserError  # noqa: E402
 from engine.build import default_workers  # noqa: E402
 from engine.runner import apply_batch_flags, run_entry, setup_run  # noqa: E402
 from measure.card import MEASURES, run_card  # noqa: E402
+from measure.mimic import RECIPES  # noqa: E402
 from measure.report import markdown, write_card  # noqa: E402
 
 
@@ -39,6 +40,9 @@ def get_args_parser():
                    'N ≥ 2 adds the mimic repeatability CI')
     p.add_argument('--mimic-epochs', type=int, default=None, help="dynamic score: the mimic's training epochs "
                    '(default: the calibrated recipe of measure/mimic.py)')
+    p.add_argument('--mimic-recipe', default='calibrated', choices=sorted(RECIPES),
+                   help='dynamic score: the mimic recipe; strong: random crops and blends labelled by the model, '
+                   '3x as long: lowers every model\'s score, ~5x the time (docs/bias-card.md)')
     p.add_argument('--mimic-stream', default='auto', choices=['auto', 'on', 'off'],
                    help='dynamic score: stream the splits through a DataLoader (on), hold their frames in memory '
                    '(off) or choose by their size (auto: stream above measure.mimic_stream.BANK_BUDGET)')
@@ -69,6 +73,14 @@ def check_args(args):
         raise UserError(f'--mimic-epochs {args.mimic_epochs}: the mimic needs at least 1 epoch')
 
 
+def mimic_overrides(args):
+    """The mimic recipe's fields that differ from the calibrated one (``None``: none)."""
+    over = dict(RECIPES[args.mimic_recipe])
+    if args.mimic_epochs:
+        over['epochs'] = args.mimic_epochs
+    return over or None
+
+
 def main(args):
     check_args(args)
     cfg = apply_batch_flags(load_config(args.config, args.overrides), args)
@@ -80,7 +92,7 @@ def main(args):
     doc = run_card(cfg, ctx, args.pretrain, measures=args.measures, split=args.split,
                    workers=default_workers(cfg, args), feature_layer=args.feature_layer, blend=args.blend,
                    mimic_seeds=args.mimic_seeds, static_reference=args.static_reference,
-                   mimic_recipe={'epochs': args.mimic_epochs} if args.mimic_epochs else None,
+                   mimic_recipe=mimic_overrides(args),
                    args=args, config_path=args.config,
                    mimic_stream={'auto': None, 'on': True, 'off': False}[args.mimic_stream])
     paths = write_card(doc, out_dir)
