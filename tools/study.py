@@ -224,7 +224,8 @@ def main():
         ap.error(f'--models: unknown {sorted(set(a.models) - known)}; known: {", ".join(known)}')
     page = os.path.join(ROOT, a.page)
     os.makedirs(os.path.dirname(page), exist_ok=True)
-    command = 'python tools/study.py ' + ' '.join(sys.argv[1:])
+    # the page names the command that ran the study: --report-only only rewrites its pages
+    command = 'python tools/study.py ' + ' '.join(x for x in sys.argv[1:] if x != '--report-only')
     g, rewrite = build(a.seeds, a.out, not a.no_sweep, a.jobs, lambda m: print(m, flush=True), page,
                        a.extra_sweep, command.strip())
     if a.models or a.steps:
