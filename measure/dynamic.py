@@ -150,6 +150,12 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
     if batch_size:
         recipe = M.MimicRecipe.from_dict({**recipe.as_dict(), 'batch_size': int(batch_size)})
     t0, c0 = time.perf_counter(), time.process_time()
+    pinned = M.scoring_config(cfg)
+    if pinned is not cfg:
+        log.info('dynamic score: SceneMotion at the benchmark\'s bias %s for the mimic\'s pool and the scored '
+                 'split (the config\'s bias %s is the training data\'s), as for every model',
+                 pinned['dataset']['scenemotion']['bias'], cfg['dataset']['scenemotion']['bias'])
+        cfg = pinned
     scored_spec, train_specs = M.scoring_splits(cfg, recipe.pool)
     streaming, why, splits = S.choose(cfg, [scored_spec, *train_specs], stream, workers=workers)
     log.info('dynamic score: %s (%s)', 'streams its splits' if streaming else 'holds its splits in memory', why)

@@ -166,6 +166,22 @@ def scoring_splits(cfg: Mapping[str, Any], pool: str = 'all') -> tuple[tuple[str
     return (None, scored), [(None, 'train')]
 
 
+def scoring_config(cfg: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The config the dynamic score reads its splits with. SceneMotion: the generation at the
+    benchmark's own ``bias`` (0.9), whatever bias the model was trained with, so that every model
+    is scored by mimics trained on the same videos (the pool's pretrain videos depend on the bias,
+    the transfer videos do not). Other datasets: ``cfg`` itself."""
+    if cfg['dataset']['name'] != 'scenemotion':
+        return cfg
+    from datasets.scenemotion_gen import DEFAULTS
+    sm = dict(cfg['dataset'].get('scenemotion') or {})
+    if float(sm.get('bias', DEFAULTS['bias'])) == DEFAULTS['bias']:
+        return cfg
+    cfg = copy.deepcopy(dict(cfg))
+    cfg['dataset']['scenemotion'] = {**sm, 'bias': DEFAULTS['bias']}
+    return cfg
+
+
 def split_name(spec: tuple[Optional[str], str]) -> str:
     subset, phase = spec
     return phase if subset is None else f'{subset}/{phase}'

@@ -69,6 +69,20 @@ def test_splits_never_train_on_transfer_test(cfg):
     assert not set(test.paths) & {p for b in pool for p in b.paths}
 
 
+def test_scenemotion_scored_at_the_benchmark_bias_whatever_the_training_bias(cfg):
+    """A model trained on another SceneMotion bias (e.g. the bias-0 control) is scored by mimics
+    trained on the same videos as every other model: the benchmark's bias-0.9 generation."""
+    cfg0 = copy.deepcopy(cfg)
+    cfg0['dataset']['scenemotion']['bias'] = 0.0
+    pinned = M.scoring_config(cfg0)
+    assert pinned['dataset']['scenemotion'] == cfg['dataset']['scenemotion'] and cfg0['dataset']['scenemotion']['bias'] == 0.0
+    assert M.scoring_config(cfg) is cfg
+    model = FrameMean()
+    a = dynamic_score(model, cfg, device='cpu', recipe=dict(FAST), progress=False)
+    b = dynamic_score(model, cfg0, device='cpu', recipe=dict(FAST), progress=False)
+    assert a['value'] == b['value'] and a['agreement_train'] == b['agreement_train']
+
+
 def test_bank_centre_clips_are_the_test_transform(cfg):
     bank = M.load_bank(cfg, ('transfer', 'test'))
     ds = build_dataset(cfg, 'test_final')
