@@ -132,8 +132,11 @@ def _dynamic(model: nn.Module, cfg: Mapping[str, Any], ctx: Any, *, workers: int
     r = dynamic_score(model, cfg, device=ctx.device, mimic_seeds=mimic_seeds, seed=ctx.seed, static_reference=ref,
                       workers=workers, progress=sys.stderr.isatty(), log=log, recipe=recipe, stream=stream)
     r.setdefault('unit', 'score')
-    if recipe:
-        r['recipe_overrides'] = dict(recipe)
+    from .mimic import default_recipe
+    base = default_recipe(cfg).as_dict()
+    over = {k: v for k, v in r['recipe'].items() if base.get(k) != v}
+    if over:   # the fields the run changed (--mimic-recipe, --mimic-epochs), as applied
+        r['recipe_overrides'] = over
     if static_reference:
         r['floor_checkpoint'] = static_reference
     return r

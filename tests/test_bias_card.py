@@ -101,7 +101,7 @@ def test_card_strong_mimic_recipe(tiny, tmp_path):
     d = doc['measures']['dynamic']
     assert (d['recipe']['crop'], d['recipe']['mix'], d['recipe']['epochs'], d['recipe']['full_epochs']) == \
         ('random', 0.5, 1, 1)
-    assert d['recipe_overrides'] == {'crop': 'random', 'mix': 0.5, 'epochs': 1, 'full_epochs': 4}
+    assert d['recipe_overrides'] == {'crop': 'random', 'mix': 0.5, 'epochs': 1, 'full_epochs': 1}
     assert any('differs from the calibrated one' in n for n in doc['notes'])
 
 

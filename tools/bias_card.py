@@ -42,7 +42,7 @@ def get_args_parser():
                    '(default: the calibrated recipe of measure/mimic.py)')
     p.add_argument('--mimic-recipe', default='calibrated', choices=sorted(RECIPES),
                    help='dynamic score: the mimic recipe; strong: random crops and blends labelled by the model, '
-                   '3x as long: lowers every model\'s score, ~5x the time (docs/bias-card.md)')
+                   '3x as long: lowers every model\'s score, ~4x the time (docs/bias-card.md)')
     p.add_argument('--mimic-stream', default='auto', choices=['auto', 'on', 'off'],
                    help='dynamic score: stream the splits through a DataLoader (on), hold their frames in memory '
                    '(off) or choose by their size (auto: stream above measure.mimic_stream.BANK_BUDGET)')
