@@ -41,6 +41,7 @@ from torch.nn import functional as F
 
 from core.config_schema import IMAGENET_MEAN, IMAGENET_STD
 from datasets import build_dataset
+from datasets.scenemotion_gen import DEFAULTS as SCENEMOTION_DEFAULTS
 from engine.losses import KDLoss
 from models import build_model
 from models.outputs import logits_of
@@ -173,12 +174,12 @@ def scoring_config(cfg: Mapping[str, Any]) -> Mapping[str, Any]:
     the transfer videos do not). Other datasets: ``cfg`` itself."""
     if cfg['dataset']['name'] != 'scenemotion':
         return cfg
-    from datasets.scenemotion_gen import DEFAULTS
+    bias = SCENEMOTION_DEFAULTS['bias']
     sm = dict(cfg['dataset'].get('scenemotion') or {})
-    if float(sm.get('bias', DEFAULTS['bias'])) == DEFAULTS['bias']:
+    if float(sm.get('bias', bias)) == bias:
         return cfg
     cfg = copy.deepcopy(dict(cfg))
-    cfg['dataset']['scenemotion'] = {**sm, 'bias': DEFAULTS['bias']}
+    cfg['dataset']['scenemotion'] = {**sm, 'bias': bias}
     return cfg
 
 
