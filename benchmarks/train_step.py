@@ -216,14 +216,31 @@ class Ours:
     def __call__(self, batch):
         ctx = (torch.autocast(batch['video'].device.type, dtype=torch.bfloat16)
                if self.amp == 'bf16' else contextlib.nullcontext())
-        with ctx:
-            out = self.step.train_step(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(out.loss):
-            raise FloatingPointError('non-finite loss')
-        out.loss.backward()
-        self.optimizer.step()
+        with engine_kernels(batch['video'].device, self.amp):
+            with ctx:
+                out = self.step.train_step(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            if not torch.isfinite(out.loss):
+                raise FloatingPointError('non-finite loss')
+            out.loss.backward()
+            self.optimizer.step()
         return out.loss.detach()
+
+
+@contextlib.contextmanager
+def engine_kernels(device, amp):
+    """The kernels the engine's run would use: oneDNN off for a bf16 step on the CPU
+    (``engine.runner.cpu_bf16_guard``), only for that step, so that an fp32 step timed in the same
+    process keeps oneDNN."""
+    if device.type != 'cpu' or amp != 'bf16':
+        yield
+        return
+    was = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = was
 
 
 class _Recording:
@@ -444,11 +461,12 @@ def time_step(step, optimizer, batch, n_warmup, n_steps, amp, device):
     for i in range(n_warmup + n_steps):
         _sync(device)
         t0 = time.perf_counter()
-        with ctx:
-            out = step.train_step(batch)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
+        with engine_kernels(device, amp):
+            with ctx:
+                out = step.train_step(batch)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
         _sync(device)
         if i >= n_warmup:
             times.append(time.perf_counter() - t0)

@@ -66,6 +66,23 @@ _runs = []  # the RunContext of this process's run, once set up (for the Ctrl-C 
 _notes = []  # log lines decided before logging is set up (the default run folder's name)
 
 
+def cpu_bf16_guard() -> None:
+    """Turn oneDNN off for a CPU training run under ``--amp bf16``.
+
+    In torch 2.14.1 oneDNN's bf16 ``Conv3d`` weight gradients are wrong when a feature map has
+    few frames for the temporal kernel: NaN or ~100 % off in the second stage of SceneMotion's
+    R3D-18 on 8-frame clips, and a heap corruption that aborts the process ("double free or
+    corruption") for a 7-frame stem on 4-frame clips; forward outputs and input gradients are
+    right, fp32 and fp16 are right (docs/bad-input.md; tests/test_runner_amp.py). PyTorch's own
+    kernels give the right gradients, at a fraction of the speed, so the warning says to train
+    in fp32 on CPUs."""
+    if torch.backends.mkldnn.enabled:
+        torch.backends.mkldnn.enabled = False
+        log.warning('--amp bf16 on CPU: oneDNN turned off (its bf16 Conv3d weight gradients are wrong on '
+                    'short clips in torch %s); correct but far slower than fp32: use --amp off on CPUs',
+                    torch.__version__.split('+')[0])
+
+
 def run_entry(main, args):
     """Run ``main(args)``; the user's mistakes become one line on stderr and exit status 2.
 
@@ -233,7 +250,9 @@ def setup_run(args: argparse.Namespace, cfg: dict[str, Any], out_dir: str,
         check_training_args(cfg, getattr(args, 'config', None), cfg_sp)
     dinfo = dist_utils.init_distributed(device_type(args.device), args.dist_url, args.dist_backend)
     device = resolve_device(args.device, args.gpu, dinfo.local_rank)
-    if args.amp != 'off' and device.type == 'cpu':
+    if args.amp == 'bf16' and device.type == 'cpu' and not getattr(args, 'evaluate', False):
+        cpu_bf16_guard()
+    elif args.amp != 'off' and device.type == 'cpu':
         log.warning('--amp %s on CPU: correct but usually slower than fp32', args.amp)
     lock, removed = _claim_folder(out_dir, dinfo.is_main)
     seed = args.seed if args.seed is not None else cfg['seed']

@@ -83,6 +83,9 @@ class MimicRecipe:
             answer to each single frame is the most direct target a frame-wise mimic has.
         init: a checkpoint of a frame-wise model (with its classifier) to start from instead
             of random weights; it must not be the model being scored, nor depend on it.
+        ema: if > 0, the mimic returned is an exponential moving average of the trained one's
+            weights and BatchNorm statistics, updated after every step with this decay (0: the
+            trained weights themselves).
     """
     model: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(SCENEMOTION_MIMIC))
     epochs: int = 16
@@ -99,6 +102,7 @@ class MimicRecipe:
     full_epochs: int = 2
     init: Optional[str] = None
     frozen: int = 0
+    ema: float = 0.0
 
     def __post_init__(self):
         if self.loss not in ('kd', 'mse', 'kd+mse'):
@@ -109,6 +113,8 @@ class MimicRecipe:
             raise ValueError(f'mimic pool {self.pool!r} unknown; use all or train')
         if not 0.0 <= self.mix <= 1.0:
             raise ValueError(f'mimic mix must be in [0, 1], got {self.mix}')
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f'mimic ema must be in [0, 1), got {self.ema}')
         if self.frozen < 0:
             raise ValueError(f'mimic frozen must be ≥ 0, got {self.frozen}')
         if self.frames < 0 or not 0 <= self.full_epochs <= self.epochs:
@@ -368,7 +374,7 @@ def train_mimic(teacher: nn.Module, banks: Sequence[FrameBank], recipe: MimicRec
                     tf = logits_of(teacher(xf.expand(-1, -1, -1, banks_all[0].frames.shape[2], -1, -1))).float()
                 loss = loss + _loss(recipe, run.kd, logits_of(run.g(xf)).float(), tf)
             run.update(loss)
-    return run.g
+    return run.result
 
 
 class Training:
@@ -378,7 +384,9 @@ class Training:
     and :meth:`update`, so that with one ``seed`` they make the same draws in the same order.
 
     Attributes:
-        g: the mimic; gen: the generator of the order, crops, blends and frames.
+        g: the mimic being trained; result: what the training returns (``g``, or its weight
+            average when ``recipe.ema`` > 0); gen: the generator of the order, crops, blends
+            and frames.
         owner, local: pool index → (bank, row in that bank); n: pool size; steps: in all.
         online: whether the teacher labels every batch (random crops, blends or nothing cached).
     """
@@ -397,6 +405,9 @@ class Training:
         self.kd = KDLoss(T=recipe.T)
         self.online = recipe.crop == 'random' or recipe.mix > 0 or cached is None
         self.step = 0
+        self.result = self.g
+        if recipe.ema:
+            self.result = copy.deepcopy(self.g).eval().requires_grad_(False)
 
     def epochs(self, on_epoch: Optional[Callable[[int, nn.Module], None]] = None):
         """Yields ``(sub, order)`` per epoch: the frames per clip (0 = all) and the pool's
@@ -410,9 +421,10 @@ class Training:
             yield sub, torch.randperm(self.n, generator=self.gen)
             if on_epoch is not None:
                 self.g.eval()
-                on_epoch(epoch + 1, self.g)
+                on_epoch(epoch + 1, self.result)
                 self.g.train()
         self.g.eval()
+        self.result.eval()
 
     def loss(self, x: torch.Tensor, targets: Sequence[torch.Tensor], sub: int) -> torch.Tensor:
         """The mimic's loss on the batch ``x`` (blended as the recipe says, then cut to ``sub``
@@ -433,6 +445,8 @@ class Training:
         self.opt.step()
         self.sched.step()
         self.step += 1
+        if self.result is not self.g:
+            _ema_update(self.result, self.g, self.recipe.ema)
         if self.progress is not None:
             self.progress(self.step, self.steps, loss.item())
 
@@ -448,6 +462,17 @@ def _optimizer(g: nn.Module, recipe: MimicRecipe, steps: int):
         return 0.5 * (1 + math.cos(math.pi * (step - recipe.warmup) / max(1, steps - recipe.warmup)))
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+
+
+@torch.no_grad()
+def _ema_update(avg: nn.Module, model: nn.Module, decay: float) -> None:
+    """``avg ← decay · avg + (1 − decay) · model`` for every float parameter and buffer (BatchNorm
+    statistics included); integer buffers (BatchNorm's batch counts) are copied."""
+    for a, m in zip(avg.state_dict().values(), model.state_dict().values()):
+        if a.is_floating_point():
+            a.mul_(decay).add_(m.detach(), alpha=1 - decay)
+        else:
+            a.copy_(m)
 
 
 def _mixed(x: torch.Tensor, recipe: MimicRecipe, gen: torch.Generator) -> torch.Tensor:

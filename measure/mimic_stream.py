@@ -225,4 +225,4 @@ def train_mimic(teacher: nn.Module, splits: Sequence[SplitStream], recipe: M.Mim
                 if not run.online:
                     targets.append(cached[i][local[sel][m]])
             run.update(run.loss(torch.cat(parts), targets, sub))
-    return run.g
+    return run.result

@@ -165,6 +165,38 @@ def test_repeated_frame_clips_are_frames_of_the_pool(cfg):
         assert (frames - clip[:, :, 0]).abs().flatten(1).max(1).values.min() < 1e-6
 
 
+def test_weight_average_of_the_mimic(cfg, monkeypatch):
+    """``ema``: the trained mimic is the same as without it (no draw is added), and the mimic
+    returned is the running average of its states after each step, BatchNorm statistics included."""
+    bank = M.load_bank(cfg, ('transfer', 'train'))
+    teacher = FrameMean(seed=1).eval()
+    fast = {**FAST, 'batch_size': 2}
+    plain = M.train_mimic(teacher, [bank], M.MimicRecipe.from_dict(fast), seed=2, device='cpu', n_class=8)
+    decay, states = 0.5, []
+    recipe = M.MimicRecipe.from_dict({**fast, 'ema': decay})
+    update = M.Training.update
+
+    def recording(self, loss):  # the trained mimic's state after each step
+        update(self, loss)
+        states.append({k: v.clone() for k, v in self.g.state_dict().items()})
+    monkeypatch.setattr(M.Training, 'update', recording)
+    avg = M.train_mimic(teacher, [bank], recipe, seed=2, device='cpu', n_class=8)
+    assert len(states) == 8
+    # the trained weights are the plain run's
+    assert all(torch.equal(v, states[-1][k]) for k, v in plain.state_dict().items())
+    # the average, computed by hand from the initial weights and every step's state
+    ref = {k: v.clone() for k, v in M.build_mimic(recipe, 8, seed=2).state_dict().items()}
+    for st in states:
+        for k, v in st.items():
+            ref[k] = decay * ref[k] + (1 - decay) * v if v.is_floating_point() else v.clone()
+    got = avg.state_dict()
+    assert all(torch.allclose(got[k].float(), ref[k].float(), atol=1e-6) for k in ref)
+    assert not avg.training and not any(p.requires_grad for p in avg.parameters())
+    assert any(not torch.equal(got[k], plain.state_dict()[k]) for k in ref if ref[k].is_floating_point())
+    with pytest.raises(ValueError, match='ema'):
+        M.MimicRecipe(ema=1.0)
+
+
 def test_recipe_defaults_and_protocols(cfg):
     r = M.default_recipe(cfg)
     assert r.pool == 'all' and r.full_epochs <= r.epochs and r.init is None
