@@ -45,8 +45,10 @@ def test_toy_run_prints_positive_figures(toy_run):
         assert float(s[k]) > 0, (k, s[k])
     assert s['train_best_bf16'] in ('bf16', 'bf16_cl3d')
     best = float(s[f'train_{s["train_best_bf16"]}_clips_per_s'])
+    # the ratio is printed with 2 decimals (on a CPU, bf16 runs without oneDNN, as the engine
+    # runs it: ~0.2, where the rounding alone is up to 3 %)
     assert float(s['bf16_over_fp32']) == pytest.approx(best / float(s['train_fp32_clips_per_s']),
-                                                       rel=0.02)
+                                                       rel=0.02, abs=0.006)
     for k in ('workers_needed_train_bf16', 'workers_needed_drl_fgsm_bf16'):
         assert s[k] in ('0', '1', 'none<=1'), s[k]
     assert 'failed' not in s
