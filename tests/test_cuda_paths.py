@@ -63,6 +63,29 @@ def test_albar_bf16_on_the_device_follows_fp32():
     assert F.cosine_similarity(grads[False], grads[True], dim=0).item() > 0.9
 
 
+@pytest.mark.parametrize('kt,frames,side', [(3, 2, 12), (7, 4, 28), (5, 3, 12)])
+def test_bf16_conv3d_weight_gradients_on_short_clips(kt, frames, side):
+    """The geometry where oneDNN's bf16 weight gradients are wrong on the CPU (fewer frames than
+    the temporal kernel; docs/bad-input.md): on the device, with the kernels the engine uses there
+    (on the CPU: oneDNN off, ``engine.runner.cpu_bf16_guard``), bf16 is within rounding of fp32."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(16, 16, (kt, 3, 3), padding=(kt // 2, 1, 1), bias=False).to(DEVICE)
+    x = torch.randn(8, 16, frames, side, side, device=DEVICE)
+    was = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = DEVICE != 'cpu'
+    try:
+        grads = []
+        for amp in (True, False):
+            conv.weight.grad = None
+            with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=amp):
+                y = conv(x)
+            y.float().square().mean().backward()
+            grads.append(conv.weight.grad.clone())
+    finally:
+        torch.backends.mkldnn.enabled = was
+    assert ((grads[0] - grads[1]).norm() / grads[1].norm()).item() < 0.02
+
+
 @pytest.mark.parametrize('name,alpha', [('mixup', 0.8), ('cutmix', 1.0)])
 def test_mixup_cutmix_on_the_device_match_the_cpu(name, alpha):
     torch.manual_seed(0)
