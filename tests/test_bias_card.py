@@ -19,6 +19,7 @@ import bias_card  # noqa: E402
 
 CFG = 'configs/scenemotion/res3d18.yaml'
 TV = 'configs/scenemotion/tv-r3d18.yaml'
+HF = 'configs/scenemotion/hf-videomae.yaml'
 TINY = ['dataset.scenemotion.size=32', 'dataset.scenemotion.n_frames=4', 'dataset.scenemotion.n_train=8',
         'dataset.scenemotion.n_val=16', 'dataset.scenemotion.n_transfer_train=8',
         'dataset.scenemotion.n_transfer_test=8', 'dataset.scenemotion.n_novel=6', 'dataset.args.train.n_frames=4',
@@ -87,6 +88,27 @@ def test_card_torchvision_r3d18_random_weights(tiny, tmp_path):
     assert doc['model'] == 'r3d_18' and doc['measures']['representation']['layer'] == 'layer3'
     assert doc['measures']['representation']['dim'] == 256            # layer3 channels of r3d_18
     assert doc['measures']['conflict']['weight'] == 0.3
+
+
+def test_card_hugging_face_videomae_random_weights(tiny, tmp_path):
+    """A Hugging Face video transformer (``hf_video``, an inline VideoMAE config, random weights):
+    every measure; its 2-frame tubelets are noted beside the shuffled-clip figures."""
+    over, _ = tiny
+    over = over + ['model.args.config.image_size=32', 'model.args.config.num_frames=4',
+                   'model.args.config.hidden_size=32', 'model.args.config.num_hidden_layers=1',
+                   'model.args.config.intermediate_size=64']
+    cfg = load_config(os.path.join(ROOT, HF), over)
+    torch.manual_seed(0)
+    ckpt = tmp_path / 'videomae' / 'checkpoint.pth.tar'
+    save_checkpoint({'state_dict': build_model(cfg['model']).state_dict(), 'epoch': 1, 'config': cfg}, str(ckpt))
+    out = tmp_path / 'card'
+    r = card([HF, *over, '--pretrain', str(ckpt), '--output-dir', str(out), '--mimic-epochs', '1'])
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = check_doc(out, ('dynamic', 'temporality', 'conflict', 'representation'))
+    assert doc['model'] == 'hf_video' and doc['tubelet_size'] == 2
+    assert doc['measures']['representation']['dim'] == 32               # the transformer's hidden size
+    assert any('2-frame tubelets' in n for n in doc['notes'])
+    assert '†' in (out / 'bias_card.md').read_text()
 
 
 def test_card_strong_mimic_recipe(tiny, tmp_path):
