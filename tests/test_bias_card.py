@@ -8,10 +8,12 @@ import sys
 import pytest
 import torch
 import torchvision
+import yaml
 
 from core.config import load_config
 from engine.checkpoint import save_checkpoint
 from models import build_model
+from tests.test_main import tiny_config, ucf_root  # noqa: F401 (fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tools'))
@@ -109,6 +111,29 @@ def test_card_hugging_face_videomae_random_weights(tiny, tmp_path):
     assert doc['measures']['representation']['dim'] == 32               # the transformer's hidden size
     assert any('2-frame tubelets' in n for n in doc['notes'])
     assert '†' in (out / 'bias_card.md').read_text()
+
+
+def test_card_tsm_on_ucf101(tmp_path, ucf_root):  # noqa: F811
+    """Another model family (TSM, random weights) on another dataset family (a UCF101 tree in its
+    official layout): the dynamic score trains its mimic on the config's train split and scores
+    test_final; the representation measure's dynamic pairs are the documented approximation."""
+    cfg = yaml.safe_load(open(tiny_config(tmp_path / 'tiny.yaml', ucf_root)))
+    cfg['model'] = {'name': 'tsm', 'args': {'n_class': 3, 'arch': 'resnet18', 'pretrained': False,
+                                            'num_segments': 4, 'shift_div': 8, 'dropout': 0.0}}
+    (tmp_path / 'tiny.yaml').write_text(yaml.safe_dump(cfg))
+    torch.manual_seed(0)
+    ckpt = tmp_path / 'tsm.pth.tar'
+    resolved = load_config(str(tmp_path / 'tiny.yaml'))
+    save_checkpoint({'state_dict': build_model(resolved['model']).state_dict(), 'epoch': 1, 'config': resolved},
+                    str(ckpt))
+    out = tmp_path / 'card'
+    r = card([str(tmp_path / 'tiny.yaml'), '--pretrain', str(ckpt), '--output-dir', str(out), '--mimic-epochs', '1'])
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = check_doc(out, ('dynamic', 'temporality', 'conflict', 'representation'))
+    m = doc['measures']
+    assert doc['model'] == 'tsm' and doc['classes'] == ['ApplyEyeMakeup', 'Archery', 'HandstandPushups']
+    assert m['dynamic']['split'] == 'test_final' and m['dynamic']['train_splits'] == ['train']
+    assert m['representation']['approximation'] is True and m['temporality']['split'] == 'test'
 
 
 def test_card_strong_mimic_recipe(tiny, tmp_path):
