@@ -5,7 +5,9 @@ One training step's weight gradients of SceneMotion's R3D-18 (width 0.25) on a r
 kernels), bf16 autocast with PyTorch's own kernels (what ``engine.runner.cpu_bf16_guard``
 selects), and fp32. Prints, per convolution, the relative error of each bf16 gradient against
 fp32 (bf16 rounding alone gives about the same figure in both bf16 columns; the fp32 column
-shows what the kernel choice alone changes) and the step times.
+shows what the kernel choice alone changes) and the step times. On an affected CPU the oneDNN
+bf16 step may also abort the process ("double free or corruption", or NaN in the table): that
+is the answer too.
 
     python benchmarks/cpu_bf16_grads.py [--frames 8] [--threads 2]
 """
