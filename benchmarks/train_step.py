@@ -80,6 +80,7 @@ from drl.build import build_drl_optimizer
 from drl.steps import DRLAugStep, DRLDirStep
 from engine.build import to_memory_format
 from engine.losses import KDLoss
+from engine.runner import engine_kernels
 from models import build_model
 from supervised.step import ClassifierStep
 
@@ -225,22 +226,6 @@ class Ours:
             out.loss.backward()
             self.optimizer.step()
         return out.loss.detach()
-
-
-@contextlib.contextmanager
-def engine_kernels(device, amp):
-    """The kernels the engine's run would use: oneDNN off for a bf16 step on the CPU
-    (``engine.runner.cpu_bf16_guard``), only for that step, so that an fp32 step timed in the same
-    process keeps oneDNN."""
-    if device.type != 'cpu' or amp != 'bf16':
-        yield
-        return
-    was = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = was
 
 
 class _Recording:

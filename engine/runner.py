@@ -1,5 +1,6 @@
 """Run set-up shared by the entry scripts: errors, output folder, logging, device, seeds, loaders."""
 import argparse
+import contextlib
 import copy
 import errno
 import logging
@@ -81,6 +82,27 @@ def cpu_bf16_guard() -> None:
         log.warning('--amp bf16 on CPU: oneDNN turned off (its bf16 Conv3d weight gradients are wrong on '
                     'short clips in torch %s); correct but far slower than fp32: use --amp off on CPUs',
                     torch.__version__.split('+')[0])
+
+
+def onednn_unsafe(device: torch.device, amp: str) -> bool:
+    """Whether a training step on ``device`` under ``amp`` must avoid oneDNN (:func:`cpu_bf16_guard`)."""
+    return device.type == 'cpu' and amp == 'bf16'
+
+
+@contextlib.contextmanager
+def engine_kernels(device: torch.device, amp: str):
+    """The kernels a training run would use, for one block only: oneDNN off where
+    :func:`onednn_unsafe` says so (benchmarks timing such a step beside an fp32 one in the same
+    process, and tests), restored afterwards."""
+    if not onednn_unsafe(device, amp):
+        yield
+        return
+    was = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = was
 
 
 def run_entry(main, args):
@@ -250,7 +272,7 @@ def setup_run(args: argparse.Namespace, cfg: dict[str, Any], out_dir: str,
         check_training_args(cfg, getattr(args, 'config', None), cfg_sp)
     dinfo = dist_utils.init_distributed(device_type(args.device), args.dist_url, args.dist_backend)
     device = resolve_device(args.device, args.gpu, dinfo.local_rank)
-    if args.amp == 'bf16' and device.type == 'cpu' and not getattr(args, 'evaluate', False):
+    if onednn_unsafe(device, args.amp) and not getattr(args, 'evaluate', False):
         cpu_bf16_guard()
     elif args.amp != 'off' and device.type == 'cpu':
         log.warning('--amp %s on CPU: correct but usually slower than fp32', args.amp)

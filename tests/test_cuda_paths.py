@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from debias.albar import ALBAR
 from debias.fame import foreground_mask
 from debias.mix import TorchvisionMix
+from engine.runner import engine_kernels
 from supervised.step import ClassifierStep
 from tests.test_bias_card import CFG, ENV, ROOT, tiny  # noqa: F401 (fixture)
 from tests.test_debias_methods import _bn_net, _moving_square
@@ -71,18 +72,14 @@ def test_bf16_conv3d_weight_gradients_on_short_clips(kt, frames, side):
     torch.manual_seed(0)
     conv = torch.nn.Conv3d(16, 16, (kt, 3, 3), padding=(kt // 2, 1, 1), bias=False).to(DEVICE)
     x = torch.randn(8, 16, frames, side, side, device=DEVICE)
-    was = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = DEVICE != 'cpu'
-    try:
-        grads = []
-        for amp in (True, False):
-            conv.weight.grad = None
+    grads = []
+    for amp in (True, False):
+        conv.weight.grad = None
+        with engine_kernels(torch.device(DEVICE), 'bf16'):
             with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=amp):
                 y = conv(x)
             y.float().square().mean().backward()
-            grads.append(conv.weight.grad.clone())
-    finally:
-        torch.backends.mkldnn.enabled = was
+        grads.append(conv.weight.grad.clone())
     assert ((grads[0] - grads[1]).norm() / grads[1].norm()).item() < 0.02
 
 
