@@ -119,7 +119,8 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
     Returns:
         :func:`measure.stats.result` with ``value``, ``ci95`` (bootstrap over videos of the
         seed-averaged disagreement), ``ci95_mimic`` (Student-t over mimic seeds, ``None`` for
-        one seed), ``sd_mimic``, ``per_seed``, ``split``, ``train_splits``, ``n_train``,
+        one seed), ``sd_mimic`` and its two parts ``sd_mimic_videos`` / ``sd_mimic_shared``
+        (:func:`measure.stats.mimic_spread`; ``None`` for one seed), ``per_seed``, ``split``, ``train_splits``, ``n_train``,
         ``per_class`` (class → score), ``floor`` / ``floor_per_seed`` (with a reference),
         ``Acc@1`` (video model) and ``Acc@1_mimic`` (percent, on the scored split),
         ``agreement_train`` (the mimic's agreement on its own training pool, centre crops),
@@ -134,7 +135,7 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
 
     from . import mimic as M
     from . import mimic_stream as S
-    from .stats import bootstrap_mean_ci, mean_ci, result
+    from .stats import bootstrap_mean_ci, mean_ci, mimic_spread, result
 
     log = log or logging.getLogger('measure')
     if int(mimic_seeds) < 1:
@@ -213,6 +214,7 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
     per_video = 1 - agree.mean(0)  # N: disagreement averaged over mimic seeds
     per_seed = [1 - a.mean().item() for a in agree]
     mean, sd, hw = mean_ci(per_seed)
+    sd_videos, sd_shared = mimic_spread(agree)
     extra = {}
     floor = None
     if static_reference is not None:
@@ -238,7 +240,8 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
             per_class[name] = per_video[m].mean().item()
     return result(
         mean, bootstrap_mean_ci(per_video), split=test.name, n=len(test), per_class=per_class, floor=floor,
-        ci95_mimic=None if hw is None else [mean - hw, mean + hw], sd_mimic=sd, per_seed=per_seed,
+        ci95_mimic=None if hw is None else [mean - hw, mean + hw], sd_mimic=sd, sd_mimic_videos=sd_videos,
+        sd_mimic_shared=sd_shared, per_seed=per_seed,
         mimic_seeds=seeds, train_splits=[b.name for b in pool], n_train=sum(len(b) for b in pool),
         **{'Acc@1': 100 * (o.argmax(1) == test.labels).float().mean().item(),
            'Acc@1_mimic': sum(acc_sp) / len(acc_sp)},

@@ -79,6 +79,33 @@ def bootstrap_mean_ci(x: torch.Tensor, **kwargs: Any) -> tuple[float, float]:
     return bootstrap_ci(lambda idx: x[idx].mean(1), len(x), **kwargs)
 
 
+def mimic_spread(agree: torch.Tensor) -> tuple[Optional[float], Optional[float]]:
+    """Split the spread of a score over repeats into a per-video part and a shared part.
+
+    ``agree`` is ``K × N`` (``K`` repeats, e.g. mimic seeds; ``N`` videos), 1 where repeat ``k``
+    got video ``n`` "right" (for the dynamic score: agreed with the model). The variance of the
+    per-repeat mean is ``Σ_n Var_n / N² + Σ_{n≠m} Cov_nm / N²``:
+
+    - the first term is what it would be if each video were an independent coin flip with its
+      own rate (``Var_n`` estimated without bias from the ``K`` repeats); it falls as ``1/N``
+      with more scored videos;
+    - the rest is shared between videos (a repeat that does better on many videos at once); more
+      videos do not shrink it, only more repeats averaged.
+
+    Returns:
+        ``(sd_videos, sd_shared)``: the square roots of the two terms (the second clipped at 0,
+        since its estimate can fall below 0 by chance); ``(None, None)`` for fewer than 2 repeats.
+    """
+    a = agree.double()
+    k, n = a.shape
+    if k < 2:
+        return None, None
+    per_repeat = a.mean(1)
+    var_total = per_repeat.var(unbiased=True).item()
+    var_videos = a.var(0, unbiased=True).sum().item() / n ** 2
+    return math.sqrt(var_videos), math.sqrt(max(0.0, var_total - var_videos))
+
+
 def result(value: float, ci95: Optional[Sequence[float]], *, split: str, n: int,
            per_class: Optional[Mapping[str, Any]] = None, floor: Optional[float] = None,
            **extra: Any) -> dict[str, Any]:

@@ -120,6 +120,9 @@ def test_result_arithmetic_and_floor(cfg):
     assert r['value'] == pytest.approx(sum(r['per_seed']) / 2)
     m, sd, hw = mean_ci(r['per_seed'])
     assert r['ci95_mimic'] == pytest.approx([m - hw, m + hw]) and r['sd_mimic'] == pytest.approx(sd)
+    # its two parts add up to it unless the shared part's estimate fell below 0 (then clipped)
+    parts = r['sd_mimic_videos'] ** 2 + r['sd_mimic_shared'] ** 2
+    assert parts == pytest.approx(sd ** 2) if r['sd_mimic_shared'] > 0 else parts >= sd ** 2 - 1e-12
     assert r['ci95'][0] <= r['value'] + 1e-9 and r['value'] <= r['ci95'][1] + 1e-9
     # the same model as its own reference, same seeds: the floor is the score (deterministic)
     assert r['floor'] == pytest.approx(r['value']) and r['floor_per_seed'] == pytest.approx(r['per_seed'])
@@ -139,6 +142,7 @@ def test_result_arithmetic_and_floor(cfg):
     # same seed, same answer
     r2 = dynamic_score(teacher, cfg, device='cpu', mimic_seeds=1, seed=5, progress=False, recipe=FAST)
     assert r2['per_seed'] == pytest.approx(r['per_seed'][:1]) and r2['ci95_mimic'] is None
+    assert r2['sd_mimic_videos'] is None and r2['sd_mimic_shared'] is None
 
 
 def test_score_counts_disagreements(cfg, monkeypatch):

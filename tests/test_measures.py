@@ -18,7 +18,7 @@ from measure.common import Skipped
 from measure.conflict import conflict_pairs, scene_conflict
 from measure.report import markdown
 from measure.representation import FeatureTap, KowalAccumulator, UnknownLayer, check_layer, kowal_dims, representation
-from measure.stats import bootstrap_mean_ci
+from measure.stats import bootstrap_mean_ci, mimic_spread
 from measure.temporality import summarize_temporality, temporality_records
 from models import build_model
 from models.head import VideoModel
@@ -151,6 +151,28 @@ def test_bootstrap_ci_coverage():
         hits += lo <= p <= hi
     assert 0.9 <= hits / trials <= 0.99
 
+
+
+def test_mimic_spread_splits_per_video_from_shared():
+    """Known answers: independent coin flips have no shared part; a block of videos that every
+    repeat gets all right or all wrong together has the block's covariance as its shared part."""
+    rng = np.random.default_rng(1)
+    k, n = 400, 400
+    p = rng.uniform(0.1, 0.9, n)
+    indep = torch.from_numpy((rng.random((k, n)) < p).astype(np.float64))
+    sd_v, sd_s = mimic_spread(indep)
+    assert sd_v == pytest.approx(np.sqrt((p * (1 - p)).sum()) / n, rel=0.05)
+    assert sd_s < 0.4 * sd_v
+    # videos 0..99 move together (each repeat gets all of them, or none, with rate 1/2)
+    block = torch.from_numpy((rng.random(k) < 0.5).astype(np.float64))
+    shared = indep.clone()
+    shared[:, :100] = block[:, None]
+    sd_v2, sd_s2 = mimic_spread(shared)
+    expected = np.sqrt(100 * 99 * 0.25) / n  # the block's covariances, sum over pairs
+    assert sd_s2 == pytest.approx(expected, rel=0.1)
+    total = shared.mean(1).std().item()
+    assert sd_v2 ** 2 + sd_s2 ** 2 == pytest.approx(total ** 2)
+    assert mimic_spread(indep[:1]) == (None, None)
 
 # ---------------------------------------------------------------- scene conflict
 

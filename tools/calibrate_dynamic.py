@@ -238,7 +238,8 @@ def main(argv=None):
         out[ckpt] = r
         if r['sd_mimic'] is not None:
             print(f'repeatability over {len(r["per_seed"])} mimic seeds: mean {r["value"]:.4f}, '
-                  f'sd {r["sd_mimic"]:.4f}, 95 % t CI {fmt_ci(r["ci95_mimic"])}')
+                  f'sd {r["sd_mimic"]:.4f}, 95 % t CI {fmt_ci(r["ci95_mimic"])}; of the sd, per-video coin '
+                  f'flips {r["sd_mimic_videos"]:.4f}, shared between videos {r["sd_mimic_shared"]:.4f}')
     if not args.table:
         print(f'CPU: {cpu_model()}; torch threads {torch.get_num_threads()}')
     if args.json:
