@@ -49,6 +49,8 @@ def rows(doc: Mapping[str, Any]) -> list[tuple[str, str, Any, Optional[list], An
                     ("Acc@1 vs the frame's label", m['acc_frame'])]
         elif name == 'representation':
             subs = [('static share of the dimensions', m['static'])]
+        elif name == 'dynamic' and m.get('ci95_mimic') is not None:
+            subs = [(f"CI over its {len(m['per_seed'])} mimic seeds", {'value': m['value'], 'ci95': m['ci95_mimic']})]
         mark = ' †' if doc.get('tubelet_size', 1) > 1 else ''   # shuffling mixes frames within a token
         for title, s in subs:
             if mark and (title == 'Acc@1 shuffled' or name == 'representation'):
@@ -87,6 +89,11 @@ def reading(doc: Mapping[str, Any]) -> list[str]:
         floor = f" (static reference: {d['floor']:.3f}, the score's zero in practice)" if d.get('floor') is not None else ''
         out.append(f"A frame-wise mimic fails to reproduce {100 * d['value']:.1f} % of the model's decisions: dynamic "
                    f"score {d['value']:.3f}{floor}.")
+        if d.get('sd_mimic') is not None:
+            out.append(f"Over {len(d['per_seed'])} mimic seeds it varies by sd {d['sd_mimic']:.3f}: "
+                       f"{d['sd_mimic_videos']:.3f} from videos the mimics get right or wrong at random (more scored "
+                       f"videos shrink it) and {d['sd_mimic_shared']:.3f} shared between videos (only more mimic seeds, "
+                       f"averaged, shrink it).")
         fit = d.get('agreement_train')
         if fit is not None and fit < FIT_WARN:
             out.append(f"Caution: the mimic reproduces only {100 * fit:.1f} % of the model's decisions even on the videos "

@@ -138,14 +138,17 @@ def test_card_tsm_on_ucf101(tmp_path, ucf_root):  # noqa: F811
 
 def test_card_strong_mimic_recipe(tiny, tmp_path):
     """--mimic-recipe strong trains the mimic on random crops and blends labelled online; with
-    --mimic-epochs 1 its all-frame end is cut to that one epoch; the card notes the recipe."""
+    --mimic-epochs 1 its all-frame end is cut to that one epoch; the card notes the recipe. Two
+    mimic seeds: the table gets their CI, the json the spread's two parts."""
     over, ckpt = tiny
     out = tmp_path / 'card'
     r = card([CFG, *over, '--pretrain', str(ckpt), '--output-dir', str(out), '--measures', 'dynamic',
-              '--mimic-recipe', 'strong', '--mimic-epochs', '1'])
+              '--mimic-recipe', 'strong', '--mimic-epochs', '1', '--mimic-seeds', '2'])
     assert r.returncode == 0, r.stderr[-3000:]
     doc = check_doc(out, ('dynamic',))
     d = doc['measures']['dynamic']
+    assert len(d['per_seed']) == 2 and d['sd_mimic_videos'] is not None and d['sd_mimic_shared'] is not None
+    assert '| CI over its 2 mimic seeds |' in (out / 'bias_card.md').read_text()
     assert (d['recipe']['crop'], d['recipe']['mix'], d['recipe']['epochs'], d['recipe']['full_epochs']) == \
         ('random', 0.5, 1, 1)
     assert d['recipe_overrides'] == {'crop': 'random', 'mix': 0.5, 'epochs': 1, 'full_epochs': 1}

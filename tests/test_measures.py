@@ -308,3 +308,20 @@ def test_reading_warns_when_the_mimic_cannot_fit_the_model():
         lines = reading(doc)
         assert any('fails to reproduce 52.0 %' in x for x in lines)
         assert any(x.startswith('Caution: the mimic reproduces only') for x in lines) is warned
+
+
+def test_card_reports_the_mimic_seeds_spread():
+    """With several mimic seeds the table gets the CI over seeds and the reading the two parts of
+    the spread; with one seed neither appears."""
+    from measure.report import reading, rows
+    one = {'value': 0.6, 'ci95': [0.55, 0.65], 'n': 480, 'headline': 'dynamic score', 'unit': 'score',
+           'agreement_train': 0.95, 'per_seed': [0.6], 'ci95_mimic': None, 'sd_mimic': None,
+           'sd_mimic_videos': None, 'sd_mimic_shared': None}
+    many = {**one, 'per_seed': [0.58, 0.6, 0.62], 'ci95_mimic': [0.55, 0.65], 'sd_mimic': 0.02,
+            'sd_mimic_videos': 0.015, 'sd_mimic_shared': 0.0132}
+    r1, r3 = rows({'measures': {'dynamic': one}}), rows({'measures': {'dynamic': many}})
+    assert len(r1) == 1 and len(r3) == 2
+    assert r3[1][1] == 'CI over its 3 mimic seeds' and r3[1][3] == [0.55, 0.65]
+    assert not any('mimic seeds it varies' in x for x in reading({'measures': {'dynamic': one}}))
+    line = [x for x in reading({'measures': {'dynamic': many}}) if 'mimic seeds it varies' in x]
+    assert line and 'sd 0.020' in line[0] and '0.015 from videos' in line[0] and '0.013 shared' in line[0]
