@@ -120,7 +120,8 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
         :func:`measure.stats.result` with ``value``, ``ci95`` (bootstrap over videos of the
         seed-averaged disagreement), ``ci95_mimic`` (Student-t over mimic seeds, ``None`` for
         one seed), ``sd_mimic`` and its two parts ``sd_mimic_videos`` / ``sd_mimic_shared``
-        (:func:`measure.stats.mimic_spread`; ``None`` for one seed), ``per_seed``, ``split``, ``train_splits``, ``n_train``,
+        (:func:`measure.stats.mimic_spread`; ``None`` for one seed), ``per_seed``, ``split``,
+        ``train_splits``, ``n_train``,
         ``per_class`` (class → score), ``floor`` / ``floor_per_seed`` (with a reference),
         ``Acc@1`` (video model) and ``Acc@1_mimic`` (percent, on the scored split),
         ``agreement_train`` (the mimic's agreement on its own training pool, centre crops),

@@ -152,7 +152,6 @@ def test_bootstrap_ci_coverage():
     assert 0.9 <= hits / trials <= 0.99
 
 
-
 def test_mimic_spread_splits_per_video_from_shared():
     """Known answers: independent coin flips have no shared part; a block of videos that every
     repeat gets all right or all wrong together has the block's covariance as its shared part."""
@@ -173,6 +172,7 @@ def test_mimic_spread_splits_per_video_from_shared():
     total = shared.mean(1).std().item()
     assert sd_v2 ** 2 + sd_s2 ** 2 == pytest.approx(total ** 2)
     assert mimic_spread(indep[:1]) == (None, None)
+
 
 # ---------------------------------------------------------------- scene conflict
 
