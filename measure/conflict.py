@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from datasets.collate import video_collate
 
 from .common import Skipped, batches, check_classes, class_names, logits_of, model_eval, per_class_means
-from .stats import bootstrap_mean_ci, result
+from .stats import bootstrap_mean_ci, per_video_values, result
 from .views import blended
 
 
@@ -99,7 +99,8 @@ def scene_conflict(model: nn.Module, loader: DataLoader, device: torch.device, *
     Returns:
         :func:`measure.stats.result` (percent) with ``acc_clip`` and ``acc_frame``
         (``{'value', 'ci95'}``), ``weight``, ``per_class`` (by the clip's class:
-        ``{n, clip_wins, acc_clip, acc_frame}``) and the skipped-video count.
+        ``{n, clip_wins, acc_clip, acc_frame}``), ``per_video`` (of the headline, the clip's label
+        winning) and the skipped-video count.
     """
     if not 0.0 < float(weight) < 1.0:
         raise ValueError(f'blend weight must be in (0, 1), got {weight}')
@@ -107,13 +108,14 @@ def scene_conflict(model: nn.Module, loader: DataLoader, device: torch.device, *
     partners = conflict_pairs(loader.dataset.labels, seed)
     mode = model_eval(model)
     skipped = Skipped()
-    rows: dict[str, list[torch.Tensor]] = {'y': [], 'yf': [], 'pred': [], 'wins': []}
+    rows: dict[str, list[torch.Tensor]] = {'y': [], 'yf': [], 'pred': [], 'wins': [], 'index': []}
     try:
         for batch in batches(_pair_loader(loader, partners), device, 'scene conflict', skipped):
             logits = logits_of(model, blended(batch['video'], batch['still'], float(weight)))
             y, yf = batch['label'], batch['frame_label']
             p = logits.float().softmax(1)
             rows['y'].append(y.cpu())
+            rows['index'].append(batch['index'].cpu())
             rows['yf'].append(yf.cpu())
             rows['pred'].append(logits.argmax(1).cpu())
             rows['wins'].append((p.gather(1, y[:, None]) > p.gather(1, yf[:, None]))[:, 0].cpu())
@@ -133,4 +135,5 @@ def scene_conflict(model: nn.Module, loader: DataLoader, device: torch.device, *
                   headline="clip's label beats the frame's", weight=float(weight),
                   acc_clip={'value': 100 * float(clip_ok.mean()), 'ci95': ci(clip_ok)},
                   acc_frame={'value': 100 * float(frame_ok.mean()), 'ci95': ci(frame_ok)},
-                  chance=100.0 / len(classes), **skipped.report())
+                  chance=100.0 / len(classes), per_video=per_video_values(torch.cat(rows['index']), 100 * wins),
+                  **skipped.report())

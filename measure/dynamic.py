@@ -129,14 +129,15 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
         machine, the wall time it would take alone on one core, roughly), ``cpu_decode_s`` (of
         it, decoding the splits; streaming: only opening them, the decoding is in the next) and
         ``cpu_model_s`` (the model's logits and its mimics), ``stream`` (the splits were
-        streamed).
+        streamed), ``per_video`` (the seed-averaged disagreement of each scored video, in the
+        scored split's order; :func:`measure.stats.per_video_values`).
     """
     import logging
     import time
 
     from . import mimic as M
     from . import mimic_stream as S
-    from .stats import bootstrap_mean_ci, mean_ci, mimic_spread, result
+    from .stats import bootstrap_mean_ci, mean_ci, mimic_spread, per_video_values, result
 
     log = log or logging.getLogger('measure')
     if int(mimic_seeds) < 1:
@@ -242,7 +243,7 @@ def dynamic_score(model, cfg, *, device, mimic_seeds=1, seed=0, static_reference
     return result(
         mean, bootstrap_mean_ci(per_video), split=test.name, n=len(test), per_class=per_class, floor=floor,
         ci95_mimic=None if hw is None else [mean - hw, mean + hw], sd_mimic=sd, sd_mimic_videos=sd_videos,
-        sd_mimic_shared=sd_shared, per_seed=per_seed,
+        sd_mimic_shared=sd_shared, per_seed=per_seed, per_video=per_video_values(torch.arange(len(per_video)), per_video),
         mimic_seeds=seeds, train_splits=[b.name for b in pool], n_train=sum(len(b) for b in pool),
         **{'Acc@1': 100 * (o.argmax(1) == test.labels).float().mean().item(),
            'Acc@1_mimic': sum(acc_sp) / len(acc_sp)},

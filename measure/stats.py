@@ -106,6 +106,15 @@ def mimic_spread(agree: torch.Tensor) -> tuple[Optional[float], Optional[float]]
     return math.sqrt(var_videos), math.sqrt(max(0.0, var_total - var_videos))
 
 
+def per_video_values(index: torch.Tensor | Sequence[int], values: torch.Tensor) -> dict[str, list]:
+    """A measure's per-video values for the card's JSON: ``{'index': [...], 'value': [...]}``,
+    ``index`` the videos' positions in their split, ``value`` each video's share of the headline
+    (their mean is the measure's ``value``). Two cards of the same videos are compared video by
+    video with them (:mod:`measure.compare`)."""
+    idx = index.tolist() if isinstance(index, torch.Tensor) else [int(i) for i in index]
+    return {'index': [int(i) for i in idx], 'value': [float(v) for v in values.double().flatten().tolist()]}
+
+
 def result(value: float, ci95: Optional[Sequence[float]], *, split: str, n: int,
            per_class: Optional[Mapping[str, Any]] = None, floor: Optional[float] = None,
            **extra: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from .common import Skipped, batched, batches, check_classes, class_names, logits_of, model_eval, per_class_means
-from .stats import bootstrap_mean_ci, result
+from .stats import bootstrap_mean_ci, per_video_values, result
 from .views import frozen, shuffled, time_reversed
 
 
@@ -79,7 +79,8 @@ def summarize_temporality(rec: dict[str, Any], classes: Sequence[str], split: st
         ``{'value', 'ci95'}`` each), ``frozen_curve`` (per frame index: accuracy),
         ``frozen_argmin`` (the frame index giving the lowest accuracy), ``chance``,
         ``per_class`` (``{class: {n, normal, shuffled, reversed, frozen_mean, frozen_min,
-        frozen_max, contrasted}}``).
+        frozen_max, contrasted}}``), ``per_video`` (:func:`measure.stats.per_video_values` of
+        the contrasted accuracy).
     """
     y = rec['labels']
     check_classes(y, classes, 'temporality')
@@ -105,7 +106,8 @@ def summarize_temporality(rec: dict[str, Any], classes: Sequence[str], split: st
     return result(100 * float(contrasted.mean()), ci(contrasted), split=split, n=len(y), per_class=per_class,
                   unit='%', headline='contrasted accuracy', acc=acc,
                   frozen_curve={int(k): float(a) for k, a in zip(frames, curve)},
-                  frozen_argmin=frames[kmin], chance=100.0 / len(classes), **rec['skipped'].report())
+                  frozen_argmin=frames[kmin], chance=100.0 / len(classes),
+                  per_video=per_video_values(rec['index'], 100 * contrasted), **rec['skipped'].report())
 
 
 def temporality(model: nn.Module, loader: Any, device: torch.device, *, split: str = 'test', seed: int = 0,

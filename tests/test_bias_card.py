@@ -214,3 +214,40 @@ def test_bad_split_with_one_class(tiny, tmp_path, capsys):
     line = bad(capsys, [CFG, *over, '--pretrain', str(ckpt), '--output-dir', str(tmp_path / 'o'),
                         '--measures', 'temporality'])
     assert '--split test' in line and '1 class' in line and 'move_right' in line
+
+
+def test_compare_two_cards_end_to_end(tiny, tmp_path):
+    """Two models' cards of the same videos, then tools/compare_cards.py: B − A per measure with
+    paired CIs, files written; the representation measure is left out (a ratio estimator). A
+    card compared with itself differs by exactly 0. Bad input: one line, exit status 2."""
+    over, ckpt_a = tiny
+    cfg = load_config(os.path.join(ROOT, CFG), over)
+    torch.manual_seed(1)
+    ckpt_b = tmp_path / 'b' / 'checkpoint.pth.tar'
+    save_checkpoint({'state_dict': build_model(cfg['model']).state_dict(), 'epoch': 1, 'config': cfg}, str(ckpt_b))
+    for name, ckpt in (('a', ckpt_a), ('b', ckpt_b)):
+        r = card([CFG, *over, '--pretrain', str(ckpt), '--output-dir', str(tmp_path / f'card-{name}'),
+                  '--measures', 'temporality', 'conflict', 'representation'])
+        assert r.returncode == 0, r.stderr[-3000:]
+
+    def compare(*args):
+        return subprocess.run([sys.executable, 'tools/compare_cards.py', *map(str, args), '--n-boot', '200'],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+    r = compare(tmp_path / 'card-a', tmp_path / 'card-b' / 'bias_card.json', '--output-dir', tmp_path / 'cmp')
+    assert r.returncode == 0, r.stderr[-3000:]
+    cmp = json.loads((tmp_path / 'cmp' / 'compare.json').read_text())
+    assert list(cmp['measures']) == ['temporality', 'conflict'] and 'representation' in cmp['left_out']
+    a = json.loads((tmp_path / 'card-a' / 'bias_card.json').read_text())['measures']
+    b = json.loads((tmp_path / 'card-b' / 'bias_card.json').read_text())['measures']
+    for name, m in cmp['measures'].items():
+        assert m['n'] == 16 and m['diff'] == pytest.approx(b[name]['value'] - a[name]['value'])
+        assert m['ci95'][0] <= m['diff'] + 1e-9 <= m['ci95'][1] + 2e-9
+    assert '| temporality | contrasted accuracy |' in r.stdout
+    assert (tmp_path / 'cmp' / 'compare.md').read_text() == r.stdout
+    same = compare(tmp_path / 'card-a', tmp_path / 'card-a')
+    assert same.returncode == 0 and '| +0.0 | [+0.0, +0.0] |' in same.stdout
+    for args, culprit in (((tmp_path / 'nowhere', tmp_path / 'card-a'), 'nowhere'),
+                          ((tmp_path / 'card-a', tmp_path / 'cmp' / 'compare.json'), 'compare.json')):
+        r = compare(*args)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and culprit in lines[0] and 'Traceback' not in r.stderr

@@ -124,6 +124,9 @@ def test_result_arithmetic_and_floor(cfg):
     parts = r['sd_mimic_videos'] ** 2 + r['sd_mimic_shared'] ** 2
     assert parts == pytest.approx(sd ** 2) if r['sd_mimic_shared'] > 0 else parts >= sd ** 2 - 1e-12
     assert r['ci95'][0] <= r['value'] + 1e-9 and r['value'] <= r['ci95'][1] + 1e-9
+    # per video (for measure.compare): the scored split's order, the seed-averaged disagreement
+    assert r['per_video']['index'] == list(range(16))
+    assert sum(r['per_video']['value']) / 16 == pytest.approx(r['value'])
     # the same model as its own reference, same seeds: the floor is the score (deterministic)
     assert r['floor'] == pytest.approx(r['value']) and r['floor_per_seed'] == pytest.approx(r['per_seed'])
     # per class: the class means weighted by their counts give the value back

@@ -118,6 +118,7 @@ def test_contrasted_accuracy_arithmetic():
     res = summarize_temporality(rec, ['a', 'b'], 'test', n_boot=100)
     # video 0: right, frozen wrong at k=0 only -> 0.5; video 1: 0; video 2: wrong -> 0; video 3: frozen wrong at 0 -> 0.5
     assert res['value'] == pytest.approx(25.0)
+    assert res['per_video'] == {'index': [0, 1, 2, 3], 'value': [50.0, 0.0, 0.0, 50.0]}   # for measure.compare
     assert res['frozen_curve'] == {0: 50.0, 5: 100.0} and res['frozen_argmin'] == 0
     assert res['per_class']['a']['contrasted'] == pytest.approx(25.0)
 
@@ -194,6 +195,9 @@ def test_scene_conflict_on_a_framewise_model(split):
     assert res['n'] == 16 and 0 <= res['value'] <= 100 and res['weight'] == 0.5
     assert res['acc_clip']['ci95'][0] <= res['acc_clip']['value'] <= res['acc_clip']['ci95'][1]
     assert sum(r['n'] for r in res['per_class'].values()) == 16
+    pv = res['per_video']   # each video once, 0 or 100 (the clip's label won), their mean the value
+    assert sorted(pv['index']) == list(range(16)) and set(pv['value']) <= {0.0, 100.0}
+    assert np.mean(pv['value']) == pytest.approx(res['value'])
 
 
 # ---------------------------------------------------------------- representation (Kowal et al.)
