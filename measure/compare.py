@@ -24,7 +24,7 @@ import torch
 
 from core.errors import UserError
 
-from .stats import bootstrap_mean_ci, t975
+from .stats import bootstrap_mean_ci, mean_ci, t975
 
 SCHEMA = 'bias_card_compare/1'
 PAIRED = ('dynamic', 'temporality', 'conflict')
@@ -50,9 +50,8 @@ def load_card(path: str) -> dict[str, Any]:
 
 def welch_ci(a: list[float], b: list[float]) -> list[float]:
     """95 % Welch interval of ``mean(b) − mean(a)`` (each list ≥ 2 values)."""
-    ma, mb = sum(a) / len(a), sum(b) / len(b)
-    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)
-    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
+    (ma, sa, _), (mb, sb, _) = mean_ci(a), mean_ci(b)
+    va, vb = sa ** 2 / len(a), sb ** 2 / len(b)   # squared standard errors
     se = math.sqrt(va + vb)
     if se == 0:
         return [mb - ma, mb - ma]
